@@ -1,0 +1,136 @@
+"""Device meshes and sharding rules.
+
+jaxsafe shards with ``jax.jit`` over a :class:`jax.sharding.Mesh` with three named
+axes — ``data`` (pure data parallelism), ``fsdp`` (data parallelism whose
+parameters are also sharded, ZeRO-3 style) and ``tensor`` (Megatron-style model
+parallelism) — and ``jax.shard_map`` where per-device code is clearer.
+
+Arrays are annotated with *logical* axis names ("batch", "embed", "mlp", ...);
+:data:`DEFAULT_RULES` maps those to mesh axes. A dimension that a mesh axis does not
+divide is left replicated instead of failing, so tiny test models shard too.
+Multi-host runs call :func:`initialize_distributed` once, before anything else
+touches JAX.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxsafe.errors import UserError
+
+AXES = ("data", "fsdp", "tensor")
+
+# logical axis -> mesh axis (or tuple of mesh axes, or None for replicated)
+DEFAULT_RULES: Mapping[str, str | tuple[str, ...] | None] = {
+    "batch": ("data", "fsdp"),
+    "seq": None,
+    "embed": "fsdp",
+    "mlp": "tensor",
+    "heads": "tensor",
+    "kv_heads": "tensor",
+    "head_dim": None,
+    "vocab": "tensor",
+    "layers": None,
+    "nodes": ("data", "fsdp"),
+}
+
+
+def make_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A mesh with axes ("data", "fsdp", "tensor"); one size may be -1 (use what is left)."""
+    devices = list(jax.devices() if devices is None else devices)
+    sizes = [data, fsdp, tensor]
+    if sizes.count(-1) > 1:
+        raise UserError("at most one mesh axis size may be -1")
+    known = math.prod(s for s in sizes if s != -1)
+    if -1 in sizes:
+        if known <= 0 or len(devices) % known:
+            raise UserError(f"mesh sizes {sizes} do not divide the {len(devices)} devices")
+        sizes[sizes.index(-1)] = len(devices) // known
+    if math.prod(sizes) != len(devices) or min(sizes) < 1:
+        raise UserError(f"mesh data={sizes[0]} fsdp={sizes[1]} tensor={sizes[2]} needs {math.prod(sizes)} devices, have {len(devices)}")
+    return Mesh(np.asarray(devices).reshape(sizes), AXES)
+
+
+def logical_to_spec(
+    logical_axes: Sequence[str | None],
+    mesh: Mesh,
+    rules: Mapping[str, Any] = DEFAULT_RULES,
+    shape: Sequence[int] | None = None,
+) -> P:
+    """PartitionSpec for an array whose dimensions carry ``logical_axes``.
+
+    A mesh axis is used at most once per array; with ``shape`` given, a dimension not
+    divisible by its mesh axes' total size stays replicated.
+    """
+    used: set[str] = set()
+    spec = []
+    for dim, name in enumerate(logical_axes):
+        if name is not None and name not in rules:
+            raise ValueError(f"unknown logical axis {name!r}; known: {sorted(rules)}")
+        target = rules.get(name) if name is not None else None
+        axes = (target,) if isinstance(target, str) else tuple(target or ())
+        axes = tuple(a for a in axes if a not in used and mesh.shape[a] > 1)
+        if shape is not None and axes and shape[dim] % math.prod(mesh.shape[a] for a in axes):
+            axes = ()
+        used.update(axes)
+        spec.append(axes[0] if len(axes) == 1 else (axes or None))
+    return P(*spec)
+
+
+def logical_to_sharding(
+    logical_axes: Sequence[str | None],
+    mesh: Mesh,
+    rules: Mapping[str, Any] = DEFAULT_RULES,
+    shape: Sequence[int] | None = None,
+) -> NamedSharding:
+    return NamedSharding(mesh, logical_to_spec(logical_axes, mesh, rules, shape))
+
+
+def shard_pytree(tree: Any, logical_axes: Any, mesh: Mesh, rules: Mapping[str, Any] = DEFAULT_RULES) -> Any:
+    """Place every array of ``tree`` by the matching entry (a tuple of names) of ``logical_axes``."""
+    def place(x, axes):
+        return jax.device_put(x, logical_to_sharding(axes, mesh, rules, np.shape(x)))
+
+    return jax.tree.map(place, tree, logical_axes, is_leaf=lambda a: isinstance(a, tuple))
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
+    """Sharding of an array whose leading axis is the batch."""
+    return NamedSharding(mesh, logical_to_spec(("batch",) + (None,) * (ndim - 1), mesh))
+
+
+def shard_batch(tree: Any, mesh: Mesh) -> Any:
+    """Split every array of ``tree`` along its leading (batch) axis over data × fsdp."""
+    n = mesh.shape["data"] * mesh.shape["fsdp"]
+
+    def place(x):
+        x = np.asarray(x) if not isinstance(x, jax.Array) else x
+        if x.shape[0] % n:
+            raise UserError(f"batch size {x.shape[0]} is not divisible by the {n} data-parallel devices")
+        return jax.device_put(x, batch_sharding(mesh, x.ndim))
+
+    return jax.tree.map(place, tree)
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+) -> bool:
+    """Start multi-host JAX (``jax.distributed.initialize``) when asked to or when a launcher set it up.
+
+    Returns True if JAX now spans several processes. With no arguments it initializes
+    only if the environment names a coordinator (``JAX_COORDINATOR_ADDRESS``) or a
+    cluster JAX detects by itself (SLURM, Cloud TPU, ...) — call it before any other
+    JAX use in a multi-host job.
+    """
+    explicit = coordinator_address is not None or num_processes is not None
+    if explicit or os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID") or os.environ.get("TPU_WORKER_HOSTNAMES"):
+        jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
+    return jax.process_count() > 1

@@ -1,0 +1,180 @@
+"""Run directories and the shared training loop every jaxsafe trainer uses.
+
+A run directory holds::
+
+    config.yaml        the resolved config of the run
+    metrics.jsonl      one JSON object per logged step: {"step": k, ...}
+    checkpoints/<k>/   orbax checkpoints (written to a temporary folder and renamed,
+                       so a kill mid-save leaves the previous checkpoint intact);
+                       only the last ``keep`` are kept
+    results.json       the final results, written atomically at the end
+
+:func:`train_loop` makes runs resumable *exactly*: the batch of step ``k`` must be a
+pure function of ``k`` (``batch_fn(k)``) and every random draw must come from keys in
+the state, so a run killed at any moment and resumed from its last checkpoint ends
+with the same parameters and the same metrics as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+from jaxsafe.config import dump_config
+from jaxsafe.errors import UserError
+from jaxsafe.io import atomic_write_json, atomic_write_text
+
+METRICS = "metrics.jsonl"
+RESULTS = "results.json"
+
+
+class RunDir:
+    """A run directory: config, metrics, checkpoints and results of one job.
+
+    Args:
+      path: the folder (created if needed).
+      resume: continue a run that is already there; without it, a folder holding
+        checkpoints is refused so that nothing is overwritten by accident.
+      keep: how many of the most recent checkpoints to keep.
+    """
+
+    def __init__(self, path: str | Path, *, resume: bool = False, keep: int = 3):
+        self.path = Path(path).resolve()
+        self.resume = resume
+        ckpt_dir = self.path / "checkpoints"
+        if not resume and ckpt_dir.exists() and any(ckpt_dir.iterdir()):
+            raise UserError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._manager = ocp.CheckpointManager(
+            ckpt_dir,
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
+        )
+
+    # -- config, metrics, results -------------------------------------------------
+    def save_config(self, cfg: Any) -> None:
+        atomic_write_text(self.path / "config.yaml", dump_config(cfg))
+
+    def log(self, step: int, **metrics: Any) -> None:
+        row = {"step": int(step), **{k: _to_python(v) for k, v in metrics.items()}}
+        with open(self.path / METRICS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def metrics(self) -> list[dict]:
+        path = self.path / METRICS
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def write_results(self, results: Mapping[str, Any]) -> Path:
+        return atomic_write_json(self.path / RESULTS, dict(results))
+
+    # -- checkpoints ----------------------------------------------------------------
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def save_checkpoint(self, step: int, state: Any) -> None:
+        """Save ``state`` (any pytree of arrays and scalars) as checkpoint ``step``."""
+        leaves = [_savable(x) for x in jax.tree.leaves(state)]
+        self._manager.save(step, args=ocp.args.StandardSave({"leaves": leaves}))
+        self._manager.wait_until_finished()
+
+    def restore(self, step: int, target: Any) -> Any:
+        """Restore checkpoint ``step`` into the structure, dtypes and shardings of ``target``."""
+        leaves, treedef = jax.tree.flatten(target)
+        abstract = {"leaves": [_abstract(x) for x in leaves]}
+        try:
+            restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+        except (ValueError, KeyError, FileNotFoundError) as e:
+            raise UserError(f"checkpoint {step} in {self.path} does not match this run's state: {e}") from None
+        return jax.tree.unflatten(treedef, [_unsavable(r, t) for r, t in zip(restored["leaves"], leaves)])
+
+    def restore_latest(self, target: Any) -> tuple[int, Any] | None:
+        step = self.latest_step()
+        if step is None:
+            return None
+        return step, self.restore(step, target)
+
+    def truncate_metrics(self, step: int) -> None:
+        """Drop metric rows logged at or after ``step`` (they are recomputed on resume)."""
+        rows = [r for r in self.metrics() if r["step"] < step]
+        atomic_write_text(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def train_loop(
+    run: RunDir,
+    state: Any,
+    step_fn: Callable[[Any, Any], tuple[Any, Mapping[str, Any]]],
+    batch_fn: Callable[[int], Any],
+    num_steps: int,
+    *,
+    checkpoint_every: int = 100,
+    log_every: int = 1,
+    desc: str = "train",
+) -> Any:
+    """Run ``num_steps`` of ``state, metrics = step_fn(state, batch_fn(k))`` with checkpoints.
+
+    With ``run.resume`` the loop restarts after the last checkpoint (metrics logged
+    after it are dropped and recomputed). A checkpoint is written every
+    ``checkpoint_every`` steps and after the last step. Returns the final state.
+    """
+    start = 0
+    if run.resume:
+        restored = run.restore_latest(state)
+        if restored is not None:
+            start, state = restored
+    run.truncate_metrics(start)
+    bar = tqdm(total=num_steps, initial=start, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+    for step in range(start, num_steps):
+        state, metrics = step_fn(state, batch_fn(step))
+        if step % log_every == 0 or step + 1 == num_steps:
+            metrics = {k: _to_python(v) for k, v in metrics.items()}
+            run.log(step, **metrics)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}, refresh=False)
+        bar.update(1)
+        if (step + 1) % checkpoint_every == 0 or step + 1 == num_steps:
+            run.save_checkpoint(step + 1, state)
+    bar.close()
+    return state
+
+
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _savable(x: Any) -> Any:
+    if _is_key(x):
+        return jax.random.key_data(x)
+    if isinstance(x, jax.Array):
+        return x
+    return np.asarray(x)
+
+
+def _abstract(x: Any) -> Any:
+    x = _savable(x)
+    sharding = getattr(x, "sharding", None)
+    return jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding) if sharding is not None else np.asarray(x)
+
+
+def _unsavable(restored: Any, target: Any) -> Any:
+    if _is_key(target):
+        return jax.random.wrap_key_data(restored, impl=jax.random.key_impl(target))
+    if isinstance(target, jax.Array):
+        return restored
+    if isinstance(target, (int, float, bool, np.generic)):
+        return type(target)(np.asarray(restored).item())
+    return np.asarray(restored)
+
+
+def _to_python(v: Any) -> Any:
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        arr = np.asarray(v)
+        return arr.item() if arr.ndim == 0 else arr.tolist()
+    return v
