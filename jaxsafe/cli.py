@@ -18,6 +18,7 @@ from jaxsafe.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "jaxsafe.demo",
+    "jaxsafe.safetywashing.cli",
 )
 
 

@@ -17,6 +17,7 @@ from jaxsafe.errors import UserError
 
 DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("foundation", "jaxsafe.demo:foundation_demo"),
+    ("safetywashing", "jaxsafe.safetywashing.cli:demo"),
 )
 
 
