@@ -1,0 +1,180 @@
+"""The trained GNN bisector of paper A: both modules, their weights, and inference.
+
+:class:`GNNBisector` bundles the spectral embedding module and the partitioning
+module with the hierarchy settings they were trained with. Weights are stored
+as safetensors (never pickle) with the model config in the file's metadata;
+the package ships trained weights (``weights/gnn_bisection.safetensors``) so
+``jaxsafe partition`` works out of the box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+import time
+from importlib import resources
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import safetensors.numpy as stn
+import scipy.sparse as sp
+from flax import nnx
+
+from jaxsafe.errors import UserError
+from jaxsafe.graphs.batching import Compiled, PaddedLevel, masked_mean, pad_levels
+from jaxsafe.graphs.coarsen import Hierarchy, build_hierarchy
+from jaxsafe.graphs.embedding import SpectralEmbedding, coarsest_features, fiedler_from_embedding
+from jaxsafe.graphs.partition_module import PartitionModule, restrict
+from jaxsafe.io import atomic_write_bytes
+
+WEIGHTS_FILE = "gnn_bisection.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Architecture and hierarchy settings (part of the weights file's metadata)."""
+
+    laplacian: str = "sym"  # "sym" or "rw"; see embedding.py
+    coarsest_size: int = 16
+    embed_hidden: int = 32
+    part_hidden: int = 16
+
+
+def partition_input(f: np.ndarray | jax.Array, mask, n) -> jax.Array:
+    """The partitioning module's input ``(f − mean f)·√n`` (``f`` unit-norm, padded ``[N]``)."""
+    f = jnp.asarray(f)[:, None]
+    return jnp.where(mask[:, None], (f - masked_mean(f, mask, n)) * jnp.sqrt(n), 0.0)
+
+
+_restrict = jax.jit(restrict, static_argnums=2)
+
+
+class GNNBisector:
+    """Paper A's two modules plus the settings they need at inference."""
+
+    def __init__(self, config: ModelConfig, embedding: SpectralEmbedding, partition: PartitionModule):
+        self.config, self.embedding, self.partition = config, embedding, partition
+        self._compiled: tuple[Compiled, Compiled] | None = None
+
+    @classmethod
+    def init(cls, config: ModelConfig = ModelConfig(), seed: int = 0) -> "GNNBisector":
+        rngs = nnx.Rngs(seed)
+        return cls(config, SpectralEmbedding(config.embed_hidden, rngs=rngs),
+                   PartitionModule(config.part_hidden, rngs=rngs))
+
+    # -- weights ---------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        tensors = {}
+        for prefix, module in (("embedding", self.embedding), ("partition", self.partition)):
+            for key, value in _flatten(nnx.to_pure_dict(nnx.state(module, nnx.Param))).items():
+                tensors[f"{prefix}.{key}"] = np.asarray(value)
+        meta = {"config": json.dumps(dataclasses.asdict(self.config))}
+        atomic_write_bytes(path, stn.save(tensors, metadata=meta))
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "GNNBisector":
+        """Load weights (default: the ones shipped in the package)."""
+        if path is None:
+            data = resources.files("jaxsafe.graphs").joinpath("weights", WEIGHTS_FILE).read_bytes()
+            source = f"shipped {WEIGHTS_FILE}"
+        else:
+            path = Path(path)
+            if not path.is_file():
+                raise UserError(f"weights file not found: {path}")
+            data, source = path.read_bytes(), str(path)
+        try:
+            (header_len,) = struct.unpack("<Q", data[:8])
+            meta = json.loads(data[8: 8 + header_len]).get("__metadata__", {})
+            config = ModelConfig(**json.loads(meta["config"]))
+            tensors = stn.load(data)
+        except (KeyError, TypeError, ValueError, struct.error) as e:
+            raise UserError(f"{source}: not a GNN bisector weights file ({e})") from None
+        model = cls.init(config)
+        for prefix, module in (("embedding", model.embedding), ("partition", model.partition)):
+            state = nnx.state(module, nnx.Param)
+            pure = _flatten(nnx.to_pure_dict(state))
+            for key, value in pure.items():
+                name = f"{prefix}.{key}"
+                if name not in tensors:
+                    raise UserError(f"{source}: missing tensor '{name}'")
+                if tensors[name].shape != np.shape(value):
+                    raise UserError(f"{source}: tensor '{name}' has shape {tensors[name].shape}, expected {np.shape(value)}")
+                pure[key] = jnp.asarray(tensors[name])
+            nnx.replace_by_pure_dict(state, _unflatten(pure))
+            nnx.update(module, state)
+        return model
+
+    # -- inference -------------------------------------------------------------------
+    def hierarchy(self, adj: sp.csr_matrix, seed: int = 0) -> Hierarchy:
+        return build_hierarchy(adj, coarsest_size=self.config.coarsest_size, seed=seed)
+
+    def predict(self, adj: sp.csr_matrix, seed: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+        """Fiedler estimate ``f`` and side probabilities ``y [n, 2]`` of a connected graph.
+
+        Returns ``(f, y, seconds)`` with the wall time split into ``hierarchy``
+        (coarsening and padding) and ``network`` (both modules).
+        """
+        t0 = time.perf_counter()
+        h = self.hierarchy(adj, seed)
+        levels = pad_levels(h)
+        t1 = time.perf_counter()
+        f = self.fiedler(h, levels)
+        y = self.probabilities(levels, f)
+        t2 = time.perf_counter()
+        return f, y, {"hierarchy": t1 - t0, "network": t2 - t1}
+
+    def _modules(self) -> tuple[Compiled, Compiled]:
+        if self._compiled is None:
+            self._compiled = (Compiled(self.embedding), Compiled(self.partition))
+        return self._compiled
+
+    def fiedler(self, h: Hierarchy, levels: list[PaddedLevel]) -> np.ndarray:
+        """Run the embedding module level by level; Fiedler estimate of the finest graph."""
+        emb, _ = self._modules()
+        x0 = coarsest_features(h.coarsest, self.config.laplacian, levels[-1].mask.shape[0])
+        x = emb("start", levels[-1], x0)
+        for level in reversed(levels[:-1]):
+            x = emb("up", level, x)
+        q = np.asarray(emb("head", levels[0], x), np.float64)[: h.levels[0].n]
+        return fiedler_from_embedding(h.levels[0].adj, q, self.config.laplacian)
+
+    def probabilities(self, levels: list[PaddedLevel], f: np.ndarray) -> np.ndarray:
+        """Run the partitioning module's V-cycle level by level."""
+        _, part = self._modules()
+        top = levels[0]
+        f_pad = np.zeros(top.mask.shape[0], np.float32)
+        f_pad[: len(f)] = f
+        x = part("start", top, partition_input(f_pad, top.mask, top.n))
+        skips = []
+        for level, coarser in zip(levels[:-1], levels[1:]):
+            skips.append(part("down", level, x))
+            x = _restrict(skips[-1], level, coarser.mask.shape[0])
+        x = part("bottom", levels[-1], x)
+        for level, skip in zip(reversed(levels[:-1]), reversed(skips)):
+            x = part("up", level, x, skip)
+        return np.asarray(part("head", x), np.float64)[: len(f)]
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in tree.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _unflatten(flat: dict) -> dict:
+    tree: dict = {}
+    for key, v in flat.items():
+        *parents, leaf = key.split(".")
+        node = tree
+        for p in parents:
+            node = node.setdefault(int(p) if p.isdigit() else p, {})
+        node[int(leaf) if leaf.isdigit() else leaf] = v
+    return tree
