@@ -18,6 +18,9 @@ from jaxsafe.errors import UserError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "jaxsafe.demo",
+    "jaxsafe.evals.cli",
+    "jaxsafe.toyworld.cli",
+    "jaxsafe.unlearn.cli",
     "jaxsafe.safetywashing.cli",
 )
 

@@ -1,0 +1,128 @@
+"""The RMU trainer (Li et al. 2024, §5): unlearning by misdirecting layer-ℓ activations.
+
+Memory: the updated and the frozen model share every parameter except the small
+trainable subset (by default three ``down_proj`` matrices), so a run holds one
+model plus a copy of that subset — never two full models. Compute: both forward
+passes stop at layer ℓ (``Decoder.hidden_states``), where the authors' code runs
+the whole model; the frozen pass, the two updated passes, the backward pass and
+the AdamW step fuse into one jitted function.
+
+Batches: forget topics alternate step by step (bio, cyber, bio, …); each topic
+and the retain corpus are read in seeded permutations (one pass when
+``steps × batch_size`` does not exceed a corpus), so step ``k``'s batch is a pure
+function of ``k`` and an interrupted run resumes exactly (:mod:`jaxsafe.runs`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxsafe.data.batching import batch_indices
+from jaxsafe.data.text import load_texts, truncated_rows
+from jaxsafe.errors import UserError
+from jaxsafe.unlearn.config import RMUConfig, Topic
+from jaxsafe.unlearn.losses import control_vectors, rmu_loss
+
+@dataclasses.dataclass
+class RMUProblem:
+    """Everything a step needs besides the trainable parameters and optimizer state."""
+
+    graphdef: Any
+    rest: Any  # every parameter that is not trained (shared by both models)
+    frozen: Any  # the original values of the trainable subset
+    controls: jax.Array  # [topics, d] unit vectors u
+    forget: list[tuple[np.ndarray, np.ndarray]]  # per topic: ids, mask [N_t, T_t]
+    retain: tuple[np.ndarray, np.ndarray]
+
+
+def split_trainable(model: nnx.Module, selector: str):
+    """(graphdef, trainable, rest) with ``trainable`` the parameters matching ``selector``."""
+    from jaxsafe.lm.loss import select_params
+
+    return nnx.split(model, select_params(model, selector), ...)
+
+
+def make_rmu_step(graphdef, layer: int, steering_coef: float, alpha: float, optimizer: optax.GradientTransformation,
+                  authors_convention: bool = False) -> Callable:
+    """A jitted ``step(state, batch, rest, frozen, controls) -> (state, metrics)``.
+
+    ``state`` = {"params": trainable subset, "opt": optimizer state}; ``batch`` holds
+    forget/retain ids and masks and the forget ``topic`` index.
+    """
+
+    def hidden(trainable, rest, ids, mask):
+        return nnx.merge(graphdef, trainable, rest).hidden_states(ids, mask, layers=(layer,))[layer]
+
+    def loss_fn(trainable, batch, rest, frozen, controls):
+        frozen_h = jax.lax.stop_gradient(hidden(frozen, rest, batch["retain_ids"], batch["retain_mask"]))
+        forget_h = hidden(trainable, rest, batch["forget_ids"], batch["forget_mask"])
+        retain_h = hidden(trainable, rest, batch["retain_ids"], batch["retain_mask"])
+        return rmu_loss(forget_h, batch["forget_mask"], retain_h, batch["retain_mask"], frozen_h,
+                        controls[batch["topic"]], steering_coef, alpha, authors_convention=authors_convention)
+
+    @jax.jit
+    def step(state, batch, rest, frozen, controls):
+        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rest, frozen, controls)
+        updates, opt_state = optimizer.update(grads, state["opt"], state["params"])
+        params = optax.apply_updates(state["params"], updates)
+        return {"params": params, "opt": opt_state}, {"loss": loss, **parts}
+
+    return step
+
+
+def rmu_batch(problem: RMUProblem, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
+    """Step ``step``'s batch: topic ``step mod T``, that topic's next documents, the next retain documents."""
+    topic = step % len(problem.forget)
+    f_ids, f_mask = problem.forget[topic]
+    fi = batch_indices(len(f_ids), batch_size, step // len(problem.forget), seed + 1 + topic)
+    r_ids, r_mask = problem.retain
+    ri = batch_indices(len(r_ids), batch_size, step, seed)
+    return {"forget_ids": f_ids[fi], "forget_mask": f_mask[fi], "retain_ids": r_ids[ri], "retain_mask": r_mask[ri],
+            "topic": np.int32(topic)}
+
+
+def _rows(tokenizer, topic: Topic, max_rows: int):
+    texts = load_texts(topic.data, topic.config, topic.split)
+    if max_rows:
+        texts = texts[:max_rows]
+    return truncated_rows(tokenizer, texts, topic.max_length)
+
+
+def prepare(cfg: RMUConfig, model: nnx.Module, tokenizer) -> RMUProblem:
+    """Tokenize the corpora, split off the trainable subset and draw the control vectors."""
+    if not cfg.forget:
+        raise UserError("no forget topics: set 'forget' (or 'world') in the config")
+    if not cfg.retain.data:
+        raise UserError("no retain corpus: set 'retain.data' (or 'world') in the config")
+    if not 0 <= cfg.layer < model.config.num_layers:
+        raise UserError(f"layer {cfg.layer} is outside the model's {model.config.num_layers} layers")
+    graphdef, trainable, rest = split_trainable(model, cfg.update_selector())
+    controls = control_vectors(jax.random.key(cfg.seed), len(cfg.forget), model.config.hidden_size)
+    forget = [_rows(tokenizer, t, cfg.max_rows) for t in cfg.forget]
+    retain = _rows(tokenizer, cfg.retain, cfg.max_rows)
+    return RMUProblem(graphdef, rest, trainable, controls, forget, retain)
+
+
+def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
+    """Run RMU for ``cfg.steps`` steps in the run directory ``run``; returns the unlearned model."""
+    from jaxsafe.runs import train_loop
+
+    problem = prepare(cfg, model, tokenizer)
+    optimizer = optax.adamw(cfg.lr)
+    step = make_rmu_step(problem.graphdef, cfg.layer, cfg.steering_coef, cfg.alpha, optimizer, cfg.authors_convention)
+    params = jax.tree.map(jnp.copy, problem.frozen)
+    state = {"params": params, "opt": optimizer.init(params)}
+
+    def step_fn(state, batch):
+        return step(state, batch, problem.rest, problem.frozen, problem.controls)
+
+    state = train_loop(run, state, step_fn, lambda k: rmu_batch(problem, k, cfg.batch_size, cfg.seed), cfg.steps,
+                       checkpoint_every=cfg.checkpoint_every, desc="rmu")
+    return nnx.merge(problem.graphdef, state["params"], problem.rest)
