@@ -220,7 +220,7 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
             inv_n = jnp.where(n2 > 0, jax.lax.rsqrt(jnp.where(n2 > 0, n2, 1.0)), 0.0)
             new_dirs = [(w * inv_w.astype(w.dtype) + nu_.astype(w.dtype) * z) * inv_n.astype(w.dtype) for w, z in zip(ws, zs)]
 
-        applied = (ft > 0) & (log_v > le2) & jnp.isfinite(log_e) & jnp.isfinite(w2) & jnp.isfinite(k) & jnp.isfinite(n2)
+        applied = (ft > 0) & jnp.isfinite(ft) & (log_v > le2) & jnp.isfinite(log_e) & jnp.isfinite(w2) & jnp.isfinite(k) & jnp.isfinite(n2)
         new_updates = [jnp.where(applied, k.astype(w.dtype) * w, 0).astype(g.dtype) for w, g in zip(ws, grads)]
         new_state = EcdsepState(
             count=state.count + applied.astype(jnp.int32),
@@ -299,6 +299,8 @@ def ecdsep(
       reference freezes there for odd or non-integer η but *ascends* for even η;
     * with a zero gradient at the first step starts from ``p = 0`` (the
       reference divides 0/0 and its parameters become NaN);
+    * skips a step whose loss is ``+inf`` (the reference takes a pure-inertia
+      step there, and fixes ``E = inf`` if it is the first);
     * never returns NaN/inf updates: a step that would is skipped, and
       ``state.skipped`` says so.
 
