@@ -167,8 +167,8 @@ def analyze(
 
     # float64 so that ties in the CSV's decimal values stay ties, exactly as in scipy/pandas.
     with jax.enable_x64(True):
-        cap_values = jnp.asarray(scores[caps].to_numpy())
-        targets = jnp.asarray(scores[kept].to_numpy())
+        cap_values = jnp.asarray(scores[caps].to_numpy(np.float64))
+        targets = jnp.asarray(scores[kept].to_numpy(np.float64))
         out = stats.capabilities_analysis(cap_values, targets)
         counts = np.asarray(stats.pairwise_counts(targets, out.score))
         corr = np.asarray(out.correlations)
@@ -177,7 +177,7 @@ def analyze(
             samples = stats.bootstrap_correlations(jax.random.key(seed), cap_values, targets, n_boot=n_boot)
             lo, hi = (np.asarray(v) for v in stats.percentile_interval(samples, level))
         if table.flop is not None and table.flop.notna().sum() >= MIN_MODELS:
-            flop = jnp.asarray(table.flop.reindex(scores.index).to_numpy())
+            flop = jnp.asarray(table.flop.reindex(scores.index).to_numpy(np.float64))
             compute = np.asarray(stats.spearman_with(targets, flop))
             score_compute = float(stats.spearman(out.score, flop))
         else:

@@ -118,9 +118,12 @@ def capabilities_analysis(capabilities: jax.Array, targets: jax.Array) -> Capabi
 
     Returns:
       :class:`Capabilities`. Pure and shape-static, so it can be ``vmap``-ed over
-      bootstrap resamples of the rows.
+      bootstrap resamples of the rows. A model missing any capability value gets
+      no score (NaN) and is left out of the standardization and PC1 too, so that
+      adding a partly evaluated model does not move everyone else's score.
     """
-    z = standardize(capabilities)
+    complete = ~jnp.any(jnp.isnan(capabilities), axis=1, keepdims=True)
+    z = standardize(jnp.where(complete, capabilities, jnp.nan))
     pc1, explained = first_component(spearman_matrix(z))
     score = z @ pc1
     return Capabilities(pc1, explained, score, spearman_with(targets, score))

@@ -60,7 +60,7 @@ def synthetic_table(
         jax.random.key(seed), n_models, len(capability_names), jnp.asarray(list(safety.values())), noise
     )
     models = [f"synthetic-model-{i:02d}" for i in range(n_models)]
-    data = np.round(np.concatenate([np.asarray(caps), np.asarray(safe)], axis=1), 4)
+    data = np.round(np.concatenate([np.asarray(caps), np.asarray(safe)], axis=1).astype(np.float64), 4)
     scores = pd.DataFrame(data, index=models, columns=[*capability_names, *safety])
     flop = pd.Series(np.exp(np.asarray(caps).mean(axis=1) + 50.0), index=models)
     return ScoreTable(scores=scores, flop=flop, names=pd.Series(models, index=models))
