@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jaxsafe.toyworld.cli",
     "jaxsafe.unlearn.cli",
     "jaxsafe.safetywashing.cli",
+    "jaxsafe.lm.cli",
 )
 
 
