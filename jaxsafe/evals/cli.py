@@ -1,0 +1,105 @@
+"""``jaxsafe eval mcq`` (multiple-choice accuracy, lm-eval conventions) and ``jaxsafe eval ppl``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jaxsafe.errors import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a model: multiple-choice accuracy, perplexity")
+    sub = p.add_subparsers(dest="eval_command", metavar="KIND", parser_class=type(p))
+    sub.required = True
+
+    m = sub.add_parser("mcq", help="multiple-choice accuracy in the WMDP/MMLU convention of lm-evaluation-harness")
+    _common(m)
+    m.add_argument("--subject", default=None, help="subject for the description line when rows have none (default: from the config or file name)")
+    m.add_argument("--formats", default="letter,cloze", help="comma-separated: letter (WMDP's metric), cloze (default: both)")
+    m.add_argument("--predictions", type=Path, default=None, help="write per-question log-likelihoods and predictions here (JSON lines)")
+    m.set_defaults(func=run_mcq)
+
+    q = sub.add_parser("ppl", help="mean token loss and perplexity on a text corpus")
+    _common(q)
+    q.add_argument("--field", default="text", help="the text field of each row (default: text)")
+    q.set_defaults(func=run_ppl)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="Hugging Face model directory (or hub id where reachable)")
+    p.add_argument("--data", required=True, help="local .json/.jsonl/.parquet/.csv file or folder, or a hub dataset name")
+    p.add_argument("--config", default=None, help="hub dataset config, e.g. wmdp-bio")
+    p.add_argument("--split", default=None, help="dataset split (hub only)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N rows")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=None, help="context length (default: the model's max_position_embeddings)")
+    p.add_argument("--dtype", default=None, help="compute dtype, e.g. bfloat16 (default: the checkpoint's)")
+    p.add_argument("--shard", action="store_true", help="split batches (and parameters per the sharding rules) over all devices")
+    p.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+
+
+def _load(args):
+    from jaxsafe.evals.loglik import ScoreOptions
+    from jaxsafe.lm.checkpoint import from_pretrained, load_tokenizer
+    from jaxsafe.parallel import make_mesh
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be positive, got {args.limit}")
+    mesh = make_mesh() if args.shard else None
+    model = from_pretrained(args.model, dtype=args.dtype, mesh=mesh)
+    tokenizer = load_tokenizer(args.model)
+    max_length = args.max_length or model.config.max_position_embeddings
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return model, tokenizer, ScoreOptions(max_length=max_length, batch_size=args.batch_size, pad_id=pad), mesh
+
+
+def run_mcq(args: argparse.Namespace) -> int:
+    from jaxsafe.data.multiple_choice import load_questions
+    from jaxsafe.evals.mcq import evaluate_questions, write_predictions
+    from jaxsafe.io import atomic_write_json
+
+    formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    if not formats or any(f not in ("letter", "cloze") for f in formats):
+        raise UserError(f"--formats must list letter and/or cloze, got {args.formats!r}")
+    questions = load_questions(args.data, args.config, args.split, args.subject)[: args.limit]
+    model, tokenizer, opts, mesh = _load(args)
+    summary, records = evaluate_questions(model, tokenizer, questions, opts, formats=formats, mesh=mesh)
+    summary = {"model": str(args.model), "data": str(args.data), "config": args.config, **summary}
+    print(format_summary(summary, formats))
+    if args.out:
+        atomic_write_json(args.out, summary)
+    if args.predictions:
+        write_predictions(args.predictions, records)
+    return 0
+
+
+def run_ppl(args: argparse.Namespace) -> int:
+    from jaxsafe.data.text import load_texts
+    from jaxsafe.evals.perplexity import perplexity
+    from jaxsafe.io import atomic_write_json
+
+    texts = load_texts(args.data, args.config, args.split, field=args.field)[: args.limit]
+    model, tokenizer, opts, mesh = _load(args)
+    result = {"model": str(args.model), "data": str(args.data), **perplexity(model, tokenizer, texts, opts, mesh=mesh)}
+    print(f"{result['documents']} documents, {result['tokens']} tokens: mean token loss {result['mean_token_loss']:.4f}, "
+          f"perplexity {result['perplexity']:.3f}")
+    if args.out:
+        atomic_write_json(args.out, result)
+    return 0
+
+
+def format_summary(summary: dict, formats) -> str:
+    """A table: one line per subject and one for all questions."""
+    def cell(block, key):
+        se = block.get(f"{key}_stderr")
+        return f"{100 * block[key]:6.2f} ± {100 * se:5.2f}" if se is not None else f"{100 * block[key]:6.2f}"
+
+    cols = [(f, "acc") for f in formats] + [("cloze", "acc_norm")] * ("cloze" in formats)
+    header = f"{'subject':<28}{'n':>7}" + "".join(f"{f + ' ' + k:>20}" for f, k in cols)
+    rows = [header]
+    for name, block in [*summary["subjects"].items(), ("all", summary)]:
+        rows.append(f"{name[:27]:<28}{block['n']:>7}" + "".join(f"{cell(block[f], k):>20}" for f, k in cols))
+    return "\n".join(rows)

@@ -1,0 +1,211 @@
+"""``jaxsafe toyworld build``: the world, its files, and the pretrained base and control models.
+
+Output layout (stable; RMU and TAR read it)::
+
+    DIR/config.yaml                 the resolved build config
+    DIR/tokenizer/                  the trained fast tokenizer (BOS/EOS/PAD)
+    DIR/corpora/forget.jsonl        hazardous-domain text        {"text", "domain", "entity", "role"}
+    DIR/corpora/retain.jsonl        benign-domain text
+    DIR/corpora/attack_A.jsonl      text about hazardous set A (what a tampering attacker trains on)
+    DIR/corpora/eval_E.jsonl        text about hazardous set E (never trained on by the control model)
+    DIR/mcq/{hazard,hazard_A,hazard_E,benign,practice}.jsonl
+                                    WMDP-schema questions {"question", "choices", "answer", "subject", ...}
+    DIR/base/, DIR/control/         Hugging Face model directories (config.json, model.safetensors, tokenizer)
+    DIR/runs/{base,control}/        training run directories (metrics.jsonl, checkpoints; resumable)
+    DIR/results.json                per-model, per-set accuracies (letter and cloze)
+
+The base model is pretrained on every entity; the control model on the same
+documents minus those about set E, for the same number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jaxsafe.config import config_to_dict, dump_config
+from jaxsafe.errors import UserError
+from jaxsafe.io import atomic_write_json, atomic_write_text
+from jaxsafe.toyworld.corpus import CorpusSpec, corpus_files, mcq_files, pretraining_documents
+from jaxsafe.toyworld.world import WorldSpec, make_world
+
+MCQ_SETS = ("hazard", "hazard_A", "hazard_E", "benign", "practice")
+MODELS = {"base": (), "control": ("E",)}  # model name -> entity roles left out of its pretraining
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A small Llama configuration (tied embeddings keep the parameter count down)."""
+
+    hidden_size: int = 128
+    intermediate_size: int = 384
+    num_layers: int = 4
+    num_heads: int = 4
+    num_kv_heads: int = 4
+    head_dim: int = 32
+    seq_len: int = 256  # training row length and max_position_embeddings
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    steps: int = 600
+    batch_size: int = 32
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    final_lr_fraction: float = 0.1  # cosine decay to lr * this
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    checkpoint_every: int = 100
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    seed: int = 0
+    vocab_size: int = 1024
+    world: WorldSpec = field(default_factory=WorldSpec)
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    eval_batch_size: int = 64
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def decoder_config(spec: ModelSpec, tokenizer):
+    from jaxsafe.lm.config import DecoderConfig
+
+    return DecoderConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_layers=spec.num_layers,
+        num_heads=spec.num_heads,
+        num_kv_heads=spec.num_kv_heads,
+        head_dim=spec.head_dim,
+        tie_word_embeddings=True,
+        max_position_embeddings=spec.seq_len,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def pretrain(docs: list[str], tokenizer, cfg: BuildConfig, run_dir: Path, *, resume: bool, desc: str):
+    """Train a fresh decoder on ``docs`` (whole documents packed into rows) with the shared resumable loop."""
+    import optax
+    from flax import nnx
+
+    from jaxsafe.data.batching import batch_indices, pack_documents
+    from jaxsafe.data.text import tokenize_documents
+    from jaxsafe.lm.loss import init_train_state, lm_loss_fn, make_train_step
+    from jaxsafe.lm.model import Decoder
+    from jaxsafe.runs import RunDir, train_loop
+
+    t = cfg.train
+    ids, mask = pack_documents(tokenize_documents(tokenizer, docs), cfg.model.seq_len, tokenizer.pad_token_id)
+    model = Decoder(decoder_config(cfg.model, tokenizer), rngs=nnx.Rngs(cfg.seed))
+    schedule = optax.warmup_cosine_decay_schedule(0.0, t.lr, t.warmup_steps, t.steps, t.lr * t.final_lr_fraction)
+    optimizer = optax.chain(optax.clip_by_global_norm(t.clip_norm), optax.adamw(schedule, weight_decay=t.weight_decay))
+    graphdef, state = init_train_state(model, optimizer)
+    step_fn = make_train_step(graphdef, lm_loss_fn, optimizer)
+
+    def batch_fn(step: int) -> dict:
+        idx = batch_indices(len(ids), t.batch_size, step, cfg.seed)
+        return {"input_ids": ids[idx], "attention_mask": mask[idx], "loss_mask": mask[idx]}
+
+    run = RunDir(run_dir, resume=resume)
+    run.save_config(cfg)
+    state = train_loop(run, state, step_fn, batch_fn, t.steps, checkpoint_every=t.checkpoint_every, desc=desc)
+    losses = [m["loss"] for m in run.metrics()[-20:]]
+    return nnx.merge(graphdef, state.params), {"rows": int(len(ids)), "tokens": int(mask.sum()), "final_loss": float(np.mean(losses))}
+
+
+def evaluate_model(model, tokenizer, out: Path, cfg: BuildConfig) -> dict:
+    """Letter and cloze accuracy on each evaluation set (each read back through the ordinary loader)."""
+    from jaxsafe.data.multiple_choice import load_questions
+    from jaxsafe.evals.loglik import ScoreOptions
+    from jaxsafe.evals.mcq import evaluate_questions, summarize
+
+    opts = ScoreOptions(max_length=cfg.model.seq_len, batch_size=cfg.eval_batch_size, pad_id=tokenizer.pad_token_id)
+    results = {}
+    for name in ("hazard", "benign", "practice"):
+        questions = load_questions(out / "mcq" / f"{name}.jsonl")
+        summary, records = evaluate_questions(model, tokenizer, questions, opts)
+        results[name] = _brief(summary)
+        if name == "hazard":  # sets A and E are subsets of the hazard file: reuse its scores
+            roles = [json.loads(line)["role"] for line in (out / "mcq" / "hazard.jsonl").read_text().splitlines()]
+            for role in ("A", "E"):
+                subset = [r for r, x in zip(records, roles) if x == role]
+                results[f"hazard_{role}"] = _brief(summarize(subset, ("letter", "cloze")))
+    return {k: results[k] for k in MCQ_SETS}
+
+
+def _brief(summary: dict) -> dict:
+    return {
+        "n": summary["n"],
+        "acc": summary["acc"],
+        "acc_stderr": summary["acc_stderr"],
+        "cloze_acc": summary["cloze"]["acc"],
+        "cloze_acc_norm": summary["cloze"]["acc_norm"],
+    }
+
+
+def build(out: Path, cfg: BuildConfig, *, resume: bool = False, log=print) -> dict:
+    """Make everything in the layout of the module docstring; returns the results dict."""
+    from jaxsafe.lm.checkpoint import save_pretrained
+    from jaxsafe.toyworld.tokenizer import train_tokenizer
+
+    if not 0 <= cfg.train.warmup_steps < cfg.train.steps:
+        raise UserError(f"train.warmup_steps ({cfg.train.warmup_steps}) must be below train.steps ({cfg.train.steps})")
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    world = make_world(cfg.world, cfg.seed)
+    for name, rows in corpus_files(world, cfg.corpus).items():
+        _write_jsonl(out / "corpora" / f"{name}.jsonl", rows)
+    mcq = mcq_files(world)
+    for name in MCQ_SETS:
+        _write_jsonl(out / "mcq" / f"{name}.jsonl", mcq[name])
+    base_docs = pretraining_documents(world, cfg.corpus)
+    tokenizer = train_tokenizer(base_docs, cfg.vocab_size)
+    tokenizer.save_pretrained(str(out / "tokenizer"))
+    log(f"world: {len(world.facts)} facts; " + ", ".join(f"{n} {len(mcq[n])}" for n in MCQ_SETS) + " questions")
+    results = {"seed": cfg.seed, "config": config_to_dict(cfg), "models": {}, "training": {}}
+    for name, excluded in MODELS.items():
+        docs = pretraining_documents(world, cfg.corpus, exclude_roles=excluded)
+        t1 = time.perf_counter()
+        model, stats = pretrain(docs, tokenizer, cfg, out / "runs" / name, resume=resume, desc=f"pretrain {name}")
+        stats["seconds"] = round(time.perf_counter() - t1, 1)
+        save_pretrained(model, out / name, tokenizer=tokenizer)
+        t2 = time.perf_counter()
+        results["models"][name] = evaluate_model(model, tokenizer, out, cfg)
+        stats["eval_seconds"] = round(time.perf_counter() - t2, 1)
+        results["training"][name] = stats
+        log(f"{name}: {stats['tokens']} tokens/epoch, final loss {stats['final_loss']:.3f}, "
+            f"{stats['seconds']:.0f} s training, {stats['eval_seconds']:.0f} s evaluation")
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(out / "results.json", results)
+    log(format_table(results))
+    return results
+
+
+def format_table(results: dict) -> str:
+    """Letter accuracy ± standard error (cloze accuracy in brackets) per model and set."""
+    head = f"{'model':<8}" + "".join(f"{s:>22}" for s in MCQ_SETS)
+    lines = [head]
+    for name, sets in results["models"].items():
+        cells = []
+        for s in MCQ_SETS:
+            r = sets[s]
+            se = r["acc_stderr"] if r["acc_stderr"] is not None else float("nan")
+            cells.append(f"{100 * r['acc']:6.1f}±{100 * se:3.1f} ({100 * r['cloze_acc']:4.1f})")
+        lines.append(f"{name:<8}" + "".join(f"{c:>22}" for c in cells))
+    lines.append("letter-format accuracy % ± stderr (cloze accuracy %); chance 25%")
+    return "\n".join(lines)
