@@ -75,14 +75,20 @@ def pairwise_counts(columns: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.sum(~jnp.isnan(columns) & ~jnp.isnan(y)[:, None], axis=0)
 
 
+def column_moments(columns: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-column mean and population std (ddof = 0) ignoring NaN cells; std 0 becomes NaN."""
+    mean = jnp.nanmean(columns, axis=0)
+    std = jnp.sqrt(jnp.nanmean((columns - mean) ** 2, axis=0))
+    return mean, jnp.where(std > 0, std, jnp.nan)
+
+
 def standardize(columns: jax.Array) -> jax.Array:
-    """z-scores per column with the population std (ddof = 0), ignoring NaN cells.
+    """z-scores per column with the population std, ignoring NaN cells.
 
     A constant column has std 0 and becomes all-NaN, as in the reference analysis.
     """
-    mean = jnp.nanmean(columns, axis=0)
-    std = jnp.sqrt(jnp.nanmean((columns - mean) ** 2, axis=0))
-    return (columns - mean) / jnp.where(std > 0, std, jnp.nan)
+    mean, std = column_moments(columns)
+    return (columns - mean) / std
 
 
 def first_component(corr: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -96,6 +102,33 @@ def first_component(corr: jax.Array) -> tuple[jax.Array, jax.Array]:
     pc1 = eigvecs[:, -1]
     pc1 = pc1 * jnp.sign(pc1[jnp.argmax(jnp.abs(pc1))])
     return pc1, eigvals[-1] / jnp.sum(eigvals)
+
+
+class CapabilitiesFit(NamedTuple):
+    """What :func:`fit_capabilities` learns from the capability columns of a set of models."""
+
+    mean: jax.Array  # (k,) column means
+    std: jax.Array  # (k,) population stds
+    pc1: jax.Array  # (k,) loadings of the capability benchmarks
+    explained_variance: jax.Array  # scalar fraction lambda_1 / sum(lambda)
+
+
+def fit_capabilities(capabilities: jax.Array) -> CapabilitiesFit:
+    """Standardization moments and PC1 of the (n_models, k) capability scores.
+
+    Only models with every capability value enter the fit, so that adding a
+    partly evaluated model does not move everyone else's score.
+    """
+    complete = ~jnp.any(jnp.isnan(capabilities), axis=1, keepdims=True)
+    kept = jnp.where(complete, capabilities, jnp.nan)
+    mean, std = column_moments(kept)
+    pc1, explained = first_component(spearman_matrix((kept - mean) / std))
+    return CapabilitiesFit(mean, std, pc1, explained)
+
+
+def capabilities_score(capabilities: jax.Array, fit: CapabilitiesFit) -> jax.Array:
+    """Score of each model: its standardized capability row . PC1 (NaN if a value is missing)."""
+    return ((capabilities - fit.mean) / fit.std) @ fit.pc1
 
 
 class Capabilities(NamedTuple):
@@ -117,16 +150,17 @@ def capabilities_analysis(capabilities: jax.Array, targets: jax.Array) -> Capabi
         (raw values suffice: Spearman only sees ranks).
 
     Returns:
-      :class:`Capabilities`. Pure and shape-static, so it can be ``vmap``-ed over
-      bootstrap resamples of the rows. A model missing any capability value gets
-      no score (NaN) and is left out of the standardization and PC1 too, so that
-      adding a partly evaluated model does not move everyone else's score.
+      :class:`Capabilities`; a model missing a capability value has a NaN score
+      and drops out of every correlation (pairwise).
     """
-    complete = ~jnp.any(jnp.isnan(capabilities), axis=1, keepdims=True)
-    z = standardize(jnp.where(complete, capabilities, jnp.nan))
-    pc1, explained = first_component(spearman_matrix(z))
-    score = z @ pc1
-    return Capabilities(pc1, explained, score, spearman_with(targets, score))
+    fit = fit_capabilities(capabilities)
+    score = capabilities_score(capabilities, fit)
+    return Capabilities(fit.pc1, fit.explained_variance, score, spearman_with(targets, score))
+
+
+def bootstrap_indices(key: jax.Array, n_boot: int, n_models: int) -> jax.Array:
+    """(n_boot, n_models) row indices drawn with replacement: one resample of the models per row."""
+    return jax.random.randint(key, (n_boot, n_models), 0, n_models)
 
 
 @functools.partial(jax.jit, static_argnames=("n_boot", "batch_size"))
@@ -143,11 +177,14 @@ def bootstrap_correlations(
     Returns:
       (n_boot, t) correlations; NaN where a resample leaves a column constant.
     """
-    n = capabilities.shape[0]
-    idx = jax.random.randint(key, (n_boot, n), 0, n)
+    idx = bootstrap_indices(key, n_boot, capabilities.shape[0])
 
     def one(rows):
-        return capabilities_analysis(capabilities[rows], targets[rows]).correlations
+        fit = fit_capabilities(capabilities[rows])
+        # score the distinct models, then pick: a model drawn twice gets bit-identical
+        # scores (a tie), which a matmul over the duplicated rows does not guarantee
+        score = capabilities_score(capabilities, fit)[rows]
+        return spearman_with(targets[rows], score)
 
     return jax.lax.map(one, idx, batch_size=batch_size)
 

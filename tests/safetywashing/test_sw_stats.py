@@ -109,3 +109,23 @@ def test_model_missing_a_capability_gets_no_score_and_does_not_move_pc1():
     np.testing.assert_allclose(np.asarray(b.score[:10]), np.asarray(a.score), atol=1e-12)
     assert np.isnan(float(b.score[10]))
     np.testing.assert_allclose(np.asarray(b.correlations), np.asarray(a.correlations), atol=1e-12)
+
+
+def test_each_bootstrap_row_is_the_pipeline_on_that_resample():
+    """Resample r = PC1 fitted on the drawn models; duplicated models tie exactly (scipy on the same draw)."""
+    rng = np.random.default_rng(6)
+    caps = np.round(rng.normal(size=(9, 3)) + rng.normal(size=(9, 1)), 3)
+    target = np.round(caps[:, :2] + rng.normal(size=(9, 2)), 2)
+    key = jax.random.key(3)
+    with jax.enable_x64(True):
+        boot = np.asarray(stats.bootstrap_correlations(key, jnp.asarray(caps), jnp.asarray(target), n_boot=8))
+        idx = np.asarray(stats.bootstrap_indices(key, 8, 9))
+    assert any(len(set(r)) < 9 for r in idx)
+    for b, rows in enumerate(idx):
+        sample = caps[rows]
+        z = (sample - sample.mean(0)) / sample.std(0)
+        w, v = np.linalg.eigh(scipy.stats.spearmanr(z).statistic)
+        pc1 = v[:, -1] * np.sign(v[np.argmax(np.abs(v[:, -1])), -1])
+        score = (((caps - sample.mean(0)) / sample.std(0)) @ pc1)[rows]
+        expected = [scipy.stats.spearmanr(target[rows, j], score).statistic for j in range(2)]
+        np.testing.assert_allclose(boot[b], expected, atol=1e-12)
