@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jaxsafe.unlearn.cli",
     "jaxsafe.safetywashing.cli",
     "jaxsafe.lm.cli",
+    "jaxsafe.graphs.cli",
 )
 
 

@@ -18,6 +18,7 @@ from jaxsafe.errors import UserError
 DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("foundation", "jaxsafe.demo:foundation_demo"),
     ("safetywashing", "jaxsafe.safetywashing.cli:demo"),
+    ("graphs", "jaxsafe.graphs.cli:demo"),
 )
 
 

@@ -1,21 +1,22 @@
-"""Padding a hierarchy to bucket sizes so that jitted GNN code never recompiles per graph.
+"""Padding a hierarchy to fixed sizes so that jitted GNN code never recompiles per graph.
 
-Two layouts of the same :class:`~jaxsafe.graphs.coarsen.Hierarchy`:
+:func:`pad_levels` pads every level of a :class:`~jaxsafe.graphs.coarsen.Hierarchy`
+with ``jraph.pad_with_graphs``:
 
-* :func:`pad_levels` — each level padded on its own to power-of-two buckets of
-  nodes and edges (``jraph.pad_with_graphs``). Inference walks the levels in a
-  Python loop calling jitted per-level functions, so the cost is ~2× the finest
-  level and compiled functions are reused across levels and graphs with the
-  same buckets.
-* :func:`stack_levels` — every level padded to one ``(N, E)`` and a fixed number
-  of levels ``L``, stacked along a leading axis, for ``lax.scan`` in training
-  (one compilation per bucket; graphs of one bucket are batched with ``vmap``).
-  Levels past the graph's depth are inactive: identity ``cmap``, no edges.
+* inference: each level to its own power-of-two buckets of nodes and edges, and
+  the networks run level by level through jitted per-level functions
+  (:class:`Compiled`), so the cost is ~2× the finest level and compiled
+  functions are reused across levels and graphs with the same buckets;
+* training: every graph of a group to the same per-level sizes and the same
+  number of levels (:func:`group_sizes`), stacked along a batch axis and run
+  through ``vmap`` inside one jitted step — one compilation per group. A graph
+  shallower than the group is extended with copies of its coarsest graph joined
+  by identity maps; the network drivers treat those levels as inactive.
 
 Padding edges have weight 0 and point at a padding node; a padding node's
-``cmap`` entry points at a padding node of the next level (index ``N_next − 1``).
-Index arrays are passed to jitted functions as arguments, never closed over
-(closed-over indices are constant-folded: minutes of compilation at 10⁶ nodes).
+``cmap`` entry points at the last (padding) node of the next level. Index arrays
+are passed to jitted functions as arguments, never closed over (closed-over
+indices are constant-folded: minutes of compilation at 10⁶ nodes).
 """
 
 from __future__ import annotations
@@ -44,51 +45,36 @@ class PaddedLevel(NamedTuple):
     n: jax.Array  # int32 scalar: real node count
 
 
-def _pad_graph(level: Level, num_nodes: int, num_edges: int) -> jraph.GraphsTuple:
-    g = jraph.pad_with_graphs(to_graphs_tuple(level.adj), num_nodes, num_edges)
-    return g._replace(senders=g.senders.astype(np.int32), receivers=g.receivers.astype(np.int32),
-                      edges=g.edges.astype(np.float32))
+def _extended(h: Hierarchy, num_levels: int) -> list[Level]:
+    """The levels, then copies of the coarsest graph (identity maps) up to ``num_levels``."""
+    if num_levels < h.depth:
+        raise ValueError(f"hierarchy of depth {h.depth} does not fit in {num_levels} levels")
+    return list(h.levels) + [h.coarsest] * (num_levels - h.depth)
 
 
-def _padded_cmap(level: Level, num_nodes: int, num_coarse: int) -> np.ndarray:
-    cmap = np.full(num_nodes, num_coarse - 1, np.int32)
-    if level.cmap is None:  # coarsest (or inactive): identity
-        cmap[:] = np.arange(num_nodes, dtype=np.int32)
-    else:
-        cmap[: level.n] = level.cmap
-    return cmap
+def group_sizes(hierarchies: list[Hierarchy]) -> list[tuple[int, int]]:
+    """Per-level ``(nodes, edges)`` sizes that fit every hierarchy of a training group."""
+    num_levels = max(h.depth for h in hierarchies)
+    ext = [_extended(h, num_levels) for h in hierarchies]
+    return [(max(e[i].n for e in ext) + 1, max(max(e[i].adj.nnz for e in ext), 1)) for i in range(num_levels)]
 
 
-def _mask(n: int, num_nodes: int) -> np.ndarray:
-    return np.arange(num_nodes) < n
-
-
-def pad_levels(h: Hierarchy) -> list[PaddedLevel]:
-    """Each level padded to its own power-of-two buckets (strictly more nodes than real)."""
-    sizes = [bucket(lv.n + 1) for lv in h.levels]
+def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None) -> list[PaddedLevel]:
+    """Pad each level to ``sizes`` (default: its own power-of-two buckets, strictly more nodes than real)."""
+    if sizes is None:
+        sizes = [(bucket(lv.n + 1), bucket(lv.adj.nnz)) for lv in h.levels]
+    levels = _extended(h, len(sizes))
     out = []
-    for i, lv in enumerate(h.levels):
-        nxt = sizes[i + 1] if i + 1 < len(sizes) else sizes[i]
-        out.append(PaddedLevel(_pad_graph(lv, sizes[i], bucket(lv.adj.nnz)), _padded_cmap(lv, sizes[i], nxt),
-                               _mask(lv.n, sizes[i]), np.int32(lv.n)))
+    for i, lv in enumerate(levels):
+        num_nodes, num_edges = sizes[i]
+        num_next = sizes[i + 1][0] if i + 1 < len(sizes) else num_nodes
+        cmap = np.full(num_nodes, num_next - 1, np.int32)
+        cmap[: lv.n] = np.arange(lv.n) if lv.cmap is None else lv.cmap
+        g = jraph.pad_with_graphs(to_graphs_tuple(lv.adj), num_nodes, num_edges)
+        g = g._replace(senders=g.senders.astype(np.int32), receivers=g.receivers.astype(np.int32),
+                       edges=g.edges.astype(np.float32))
+        out.append(PaddedLevel(g, cmap, np.arange(num_nodes) < lv.n, np.int32(lv.n)))
     return out
-
-
-def stack_levels(h: Hierarchy, num_nodes: int, num_edges: int, num_levels: int) -> PaddedLevel:
-    """All levels padded to ``(num_nodes, num_edges)`` and stacked to ``num_levels`` (leading axis)."""
-    if h.depth > num_levels or h.levels[0].n >= num_nodes or max(lv.adj.nnz for lv in h.levels) > num_edges:
-        raise ValueError(f"hierarchy (depth {h.depth}, n {h.levels[0].n}) does not fit the bucket "
-                         f"({num_levels} levels, {num_nodes} nodes, {num_edges} edges)")
-    empty = Level(h.coarsest.adj[:0, :0], np.zeros(0), None)
-    levels = list(h.levels) + [empty] * (num_levels - h.depth)
-    padded = [PaddedLevel(_pad_graph(lv, num_nodes, num_edges), _padded_cmap(lv, num_nodes, num_nodes),
-                          _mask(lv.n, num_nodes), np.int32(lv.n)) for lv in levels]
-    return jax.tree.map(lambda *xs: np.stack(xs), *padded)
-
-
-def level_at(stacked: PaddedLevel, index: jax.Array) -> PaddedLevel:
-    """Level ``index`` of a stacked hierarchy (``index`` may be traced)."""
-    return jax.tree.map(lambda a: jnp.asarray(a)[index], stacked)
 
 
 class Compiled:

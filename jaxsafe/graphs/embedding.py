@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 from flax import nnx
 
-from jaxsafe.graphs.batching import PaddedLevel, level_at
+from jaxsafe.graphs.batching import PaddedLevel
 from jaxsafe.graphs.coarsen import Level
 from jaxsafe.graphs.layers import SAGEConv
 from jaxsafe.graphs.losses import LAPLACIANS
@@ -63,17 +63,20 @@ class SpectralEmbedding(nnx.Module):
         q, _ = jnp.linalg.qr(jnp.where(level.mask[:, None], x, 0.0))
         return q
 
-    def stacked(self, levels: PaddedLevel, depth: jax.Array, x0: jax.Array) -> jax.Array:
-        """The same forward pass over a stacked hierarchy (``lax.scan``; levels ≥ depth inactive)."""
-        x = self.start(level_at(levels, depth - 1), x0)
-        num_levels = levels.mask.shape[0]
 
-        def body(x, i):
-            new = self.up(level_at(levels, i), x)
-            return jnp.where(i < depth - 1, new, x), None
+def embed(call, levels: list[PaddedLevel], x0: jax.Array, depth: jax.Array | None = None) -> jax.Array:
+    """The embedding forward pass over padded levels (finest first); returns the QR columns.
 
-        x, _ = jax.lax.scan(body, x, jnp.arange(num_levels - 2, -1, -1))
-        return self.head(level_at(levels, 0), x)
+    ``call(name, *args)`` runs a method of :class:`SpectralEmbedding` — jitted per
+    level at inference (:class:`~jaxsafe.graphs.batching.Compiled`), plain inside
+    the jitted training step. With ``depth`` (training groups), levels at or
+    past ``depth − 1`` are copies of the coarsest graph and only interpolate.
+    """
+    x = call("start", levels[-1], x0)
+    for i in range(len(levels) - 2, -1, -1):
+        new = call("up", levels[i], x)
+        x = new if depth is None else jnp.where(i < depth - 1, new, x[levels[i].cmap])
+    return call("head", levels[0], x)
 
 
 def sym_laplacian(adj: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]:

@@ -26,8 +26,8 @@ from flax import nnx
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.batching import Compiled, PaddedLevel, masked_mean, pad_levels
 from jaxsafe.graphs.coarsen import Hierarchy, build_hierarchy
-from jaxsafe.graphs.embedding import SpectralEmbedding, coarsest_features, fiedler_from_embedding
-from jaxsafe.graphs.partition_module import PartitionModule, restrict
+from jaxsafe.graphs.embedding import SpectralEmbedding, coarsest_features, embed, fiedler_from_embedding
+from jaxsafe.graphs.partition_module import PartitionModule, vcycle
 from jaxsafe.io import atomic_write_bytes
 
 WEIGHTS_FILE = "gnn_bisection.safetensors"
@@ -48,8 +48,6 @@ def partition_input(f: np.ndarray | jax.Array, mask, n) -> jax.Array:
     f = jnp.asarray(f)[:, None]
     return jnp.where(mask[:, None], (f - masked_mean(f, mask, n)) * jnp.sqrt(n), 0.0)
 
-
-_restrict = jax.jit(restrict, static_argnums=2)
 
 
 class GNNBisector:
@@ -135,10 +133,7 @@ class GNNBisector:
         """Run the embedding module level by level; Fiedler estimate of the finest graph."""
         emb, _ = self._modules()
         x0 = coarsest_features(h.coarsest, self.config.laplacian, levels[-1].mask.shape[0])
-        x = emb("start", levels[-1], x0)
-        for level in reversed(levels[:-1]):
-            x = emb("up", level, x)
-        q = np.asarray(emb("head", levels[0], x), np.float64)[: h.levels[0].n]
+        q = np.asarray(embed(emb, levels, x0), np.float64)[: h.levels[0].n]
         return fiedler_from_embedding(h.levels[0].adj, q, self.config.laplacian)
 
     def probabilities(self, levels: list[PaddedLevel], f: np.ndarray) -> np.ndarray:
@@ -147,15 +142,8 @@ class GNNBisector:
         top = levels[0]
         f_pad = np.zeros(top.mask.shape[0], np.float32)
         f_pad[: len(f)] = f
-        x = part("start", top, partition_input(f_pad, top.mask, top.n))
-        skips = []
-        for level, coarser in zip(levels[:-1], levels[1:]):
-            skips.append(part("down", level, x))
-            x = _restrict(skips[-1], level, coarser.mask.shape[0])
-        x = part("bottom", levels[-1], x)
-        for level, skip in zip(reversed(levels[:-1]), reversed(skips)):
-            x = part("up", level, x, skip)
-        return np.asarray(part("head", x), np.float64)[: len(f)]
+        y = vcycle(part, levels, partition_input(f_pad, top.mask, top.n))
+        return np.asarray(y, np.float64)[: len(f)]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

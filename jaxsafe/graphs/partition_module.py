@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxsafe.graphs.batching import PaddedLevel, level_at
+from jaxsafe.graphs.batching import PaddedLevel
 from jaxsafe.graphs.layers import SAGEConv
 
 
@@ -63,23 +63,27 @@ class PartitionModule(nnx.Module):
                 x = jnp.tanh(x)
         return jax.nn.softmax(x, axis=-1)
 
-    def stacked(self, levels: PaddedLevel, depth: jax.Array, f: jax.Array) -> jax.Array:
-        """The V-cycle over a stacked hierarchy (``lax.scan`` down and up; levels ≥ depth inactive)."""
-        num_levels, num_nodes = levels.mask.shape
-        x = self.start(level_at(levels, 0), f)
 
-        def down_body(x, i):
-            level = level_at(levels, i)
-            skip = self.down(level, x)
-            x = jnp.where(i < depth - 1, restrict(skip, level, num_nodes),
-                          jnp.where(i == depth - 1, self.bottom(level, x), x))
-            return x, skip
+_restrict_jit = jax.jit(restrict, static_argnums=2)
 
-        x, skips = jax.lax.scan(down_body, x, jnp.arange(num_levels))
 
-        def up_body(x, i):
-            new = self.up(level_at(levels, i), x, skips[i])
-            return jnp.where(i < depth - 1, new, x), None
+def vcycle(call, levels: list[PaddedLevel], f_in: jax.Array, depth: jax.Array | None = None,
+           restrict_fn=_restrict_jit) -> jax.Array:
+    """The V-cycle over padded levels (finest first); returns ``[N, 2]`` probabilities.
 
-        x, _ = jax.lax.scan(up_body, x, jnp.arange(num_levels - 2, -1, -1))
-        return self.head(x)
+    ``call`` as in :func:`jaxsafe.graphs.embedding.embed`. With ``depth``, levels
+    at or past ``depth − 1`` are copies of the coarsest graph: going down they
+    only pass values through, the bottom convolution runs on the last copy (the
+    same graph), going up they only interpolate.
+    """
+    x = call("start", levels[0], f_in)
+    skips = []
+    for i in range(len(levels) - 1):
+        skips.append(call("down", levels[i], x))
+        s = skips[-1] if depth is None else jnp.where(i < depth - 1, skips[-1], x)
+        x = restrict_fn(s, levels[i], levels[i + 1].mask.shape[0])
+    x = call("bottom", levels[-1], x)
+    for i in range(len(levels) - 2, -1, -1):
+        new = call("up", levels[i], x, skips[i])
+        x = new if depth is None else jnp.where(i < depth - 1, new, x[levels[i].cmap])
+    return call("head", x)
