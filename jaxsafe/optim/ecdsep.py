@@ -14,6 +14,11 @@ pytree, float32 or wider) plus the scalar ``log |p|²``; every pytree-wide produ
 is rescaled by the larger of the two log-magnitudes before it is formed. Sums and
 norms are global over all leaves and accumulated in float32 or wider (float64
 when ``jax_enable_x64`` is on).
+
+Cost. A step reads the stored arrays twice, like Adam: pass 1 takes every global
+sum as a dot of stored arrays (u·u, u·g, g·g, and u·q, g·q, q·q with weight
+decay), from which ‖p_new‖² follows in closed form; pass 2 forms the update and
+the new direction.
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ NOISE_KINDS = ("gaussian", "hash")
 class EcdsepState(NamedTuple):
     """State of :func:`ecdsep`.
 
-    The momentum is ``p = exp(½·log_p2) · direction``.
+    The momentum is ``p = exp(½·log_p2) · direction / ‖direction‖``.
 
     Attributes:
       count: applied steps (skipped calls do not count); the learning-rate
         schedule and the noise stream are indexed by it.
-      direction: unit vector ``p̂`` with the parameters' structure (float32 or wider).
+      direction: ``p̂`` up to a positive factor (≈ 1; the rotation's normalization
+        is taken at the next step), shaped like the parameters, float32 or wider.
       log_p2: ``log |p|²`` (``-inf`` while ``p = 0``).
       log_energy: ``log E``, fixed at the first applied step.
       key: PRNG key (raw ``uint32[2]``) the noise is derived from.
@@ -92,8 +98,9 @@ def _hash_uniform(shape, offset: int, stream, dtype):
         index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
         stride *= shape[axis]
     bits = _lowbias32(index ^ stream)
-    unit = ((bits >> 8).astype(dtype) + 0.5) * (2.0**-24)
-    return (2.0 * unit - 1.0) * math.sqrt(3.0)
+    # 23 random mantissa bits under the exponent of 1.0 give a float in [1, 2): no int→float convert.
+    unit = jax.lax.bitcast_convert_type((bits >> 9) | jnp.uint32(0x3F800000), jnp.float32)
+    return ((unit - 1.5) * (2.0 * math.sqrt(3.0))).astype(dtype)
 
 
 def _draw_noise(kind: str, key, count, shapes_dtypes):
@@ -107,6 +114,12 @@ def _draw_noise(kind: str, key, count, shapes_dtypes):
         out.append(_hash_uniform(shape, offset, stream, dtype))
         offset += math.prod(shape)
     return out
+
+
+def _contract(a, b, dtype):
+    """Σ a·b over all axes as one dot (XLA reads both arrays in place), in ``dtype``."""
+    axes = tuple(range(a.ndim))
+    return jax.lax.dot_general(a, b, ((axes, axes), ((), ())), preferred_element_type=a.dtype).astype(dtype)
 
 
 def _validate(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, eps1, eps2):
@@ -153,60 +166,75 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
         sdt = _scalar_dtype()
         grads, treedef = jax.tree.flatten(updates)
         qs = treedef.flatten_up_to(params)
-        us = treedef.flatten_up_to(state.direction)
-        wide_g = [g.astype(_wide(g.dtype)) for g in grads]
+        old_dirs = treedef.flatten_up_to(state.direction)
+        wide_g = [g.astype(u.dtype) for g, u in zip(grads, old_dirs)]
+        wide_q = [q.astype(u.dtype) for q, u in zip(qs, old_dirs)]
 
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
         lr, eta_, f0_, s_, de, wd, e1 = (jnp.asarray(v, sdt) for v in (lr, eta, f0, s, delta_energy, weight_decay, eps1))
         le2 = jnp.asarray(log_eps2, sdt) if log_eps2 is not None else jnp.log(jnp.asarray(eps2, sdt))
+        first = state.count == 0
 
-        # Forces G = g + wd·q (coupled L2 weight decay) and F̃ = L + ½·wd·‖q‖² − F0.
+        # Pass 1 reads the stored arrays only: every global sum the step needs is a
+        # contraction of u (direction), g and q, so no temporary pytree is formed.
+        # The direction u is p̂ up to a positive factor; at the first step u = −g.
+        def dot(a, b):
+            return sum(_contract(x, y, sdt) for x, y in zip(a, b))
+
+        gg, uu, ug = dot(wide_g, wide_g), dot(old_dirs, old_dirs), dot(old_dirs, wide_g)
+        uu, ug = jnp.where(first, gg, uu), jnp.where(first, -gg, ug)
         if no_decay:
-            forces, q2 = wide_g, jnp.zeros([], sdt)
-        else:
-            wq = [q.astype(g.dtype) for q, g in zip(qs, wide_g)]
-            forces = [g + wd.astype(g.dtype) * q for g, q in zip(wide_g, wq)]
-            q2 = sum(jnp.sum(q * q, dtype=sdt) for q in wq)
-        ft = jnp.asarray(value, sdt) + 0.5 * wd * q2 - f0_
+            qq, u_force, force2 = jnp.zeros([], sdt), ug, gg  # force G = g
+        else:  # G = g + wd·q (coupled L2), ‖q‖² enters F̃
+            qq, gq, uq = dot(wide_q, wide_q), dot(wide_g, wide_q), dot(old_dirs, wide_q)
+            uq = jnp.where(first, -gq, uq)
+            u_force, force2 = ug + wd * uq, gg + 2.0 * wd * gq + wd * wd * qq
+        inv_u = jnp.where(uu > 0, jax.lax.rsqrt(jnp.where(uu > 0, uu, 1.0)), 0.0)
+
+        ft = jnp.asarray(value, sdt) + 0.5 * wd * qq - f0_
         log_ft = jnp.log(ft)
         log_v = eta_ * log_ft
 
-        # First applied step: E = V·(s + δE_eff), p = −g·sqrt(δE_eff/‖g‖²).
-        first = state.count == 0
-        g2 = jax.lax.cond(first, lambda: sum(jnp.sum(g * g, dtype=sdt) for g in wide_g), lambda: jnp.zeros([], sdt))
+        # First applied step: E = V·(s + δE_eff), |p|² = δE_eff (δE_eff = δE if s == 1 else 1).
         de_eff = jnp.where(s_ == 1, de, 1.0)
         log_e = jnp.where(first, log_v + jnp.log(s_ + de_eff), state.log_energy)
-        lp2 = jnp.where(first, jnp.where(g2 > 0, jnp.log(de_eff), -jnp.inf), state.log_p2)
-        inv_g = jnp.where(g2 > 0, jax.lax.rsqrt(jnp.where(g2 > 0, g2, 1.0)), 0.0)
-        us = [jnp.where(first, -g * inv_g.astype(g.dtype), u) for g, u in zip(wide_g, us)]
+        lp2 = jnp.where(first, jnp.where(gg > 0, jnp.log(de_eff), -jnp.inf), state.log_p2)
+        lp2 = jnp.where(uu > 0, lp2, -jnp.inf)  # no direction (zero gradient at the start): p = 0
 
         # Energy conservation: |p|² → p2* = E/V − s, i.e. p ← c·p.
         d = log_e - log_v
         p2_star = jnp.exp(d) - s_
         log_p2_star = d + jnp.log1p(-s_ * jnp.exp(-d))
         keep = (jnp.abs(p2_star - jnp.exp(lp2)) < e1) | (p2_star < 0) | jnp.isneginf(lp2) | ~jnp.asarray(conserve_energy)
-        log_cp = jnp.where(keep, 0.5 * lp2, 0.5 * log_p2_star)  # log(c·|p|)
+        log_cp = jnp.where(keep, 0.5 * lp2, 0.5 * log_p2_star)  # log |c·p|
 
-        # p ← c·p − lr·(η/F̃)·G, formed as e^m·w with m the larger log-magnitude.
+        # p ← c·p − lr·(η/F̃)·G = e^m·w, w = α·û − β·G with m the larger log-magnitude.
         log_force = jnp.log(eta_) - log_ft
         m = jnp.maximum(log_cp, log_force)
         m = jnp.where(jnp.isfinite(m), m, 0.0)
-        alpha, beta = jnp.exp(log_cp - m), lr * jnp.exp(log_force - m)
-        ws = [alpha.astype(u.dtype) * u - beta.astype(u.dtype) * f for u, f in zip(us, forces)]
-        w2 = sum(jnp.sum(w * w, dtype=sdt) for w in ws)
+        a_unit = jnp.where(uu > 0, jnp.exp(log_cp - m), 0.0)  # |c·p|·e^−m
+        beta = lr * jnp.exp(log_force - m)
+
+        # ‖w‖² from the pass-1 sums, split along û so that no large terms cancel:
+        # ‖w‖² = (α − β·û·G)² + β²·(‖G‖² − (û·G)²). Where w ≈ 0 (the force reverses
+        # p) the second term's rounding, ~eps·β²‖G‖², bounds the error.
+        u_hat_force = u_force * inv_u
+        w2 = (a_unit - beta * u_hat_force) ** 2 + beta * beta * jnp.maximum(force2 - u_hat_force**2, 0.0)
         w_norm = jnp.sqrt(w2)
         inv_w = jnp.where(w2 > 0, 1.0 / jnp.where(w2 > 0, w_norm, 1.0), 0.0)
         log_r = m + jnp.log(w_norm)  # log |p| after the force step
 
         # q ← q + 2·lr·p/(s + |p|²) = q + [2·lr/(s/|p| + |p|)]·p̂ (bounded by lr, no overflow).
         step = 2.0 * lr / (s_ * jnp.exp(-log_r) + jnp.exp(log_r))
-        step = jnp.where(jnp.isneginf(log_r), 0.0, step)
-        k = step * inv_w
+        step_len = jnp.where(jnp.isneginf(log_r) | (w2 == 0), 0.0, step)
 
-        # Rotation p̂ ← (p̂ + ν·z)/‖p̂ + ν·z‖, norm from ‖p̂ + νz‖² = |p̂|² + 2ν·p̂·z + ν²‖z‖².
+        # Rotation p̂ ← (p̂ + ν·z)/‖p̂ + ν·z‖; the normalization is left to the next
+        # step's pass 1 (u·u), which is exact and costs nothing extra.
+        alpha = a_unit * inv_u
+        ws = [jnp.where(first, -g, u) * alpha.astype(u.dtype) - beta.astype(u.dtype) * (g if no_decay else g + wd.astype(g.dtype) * q)
+              for u, g, q in zip(old_dirs, wide_g, wide_q)]
         if no_noise:
-            new_dirs = [w * inv_w.astype(w.dtype) for w in ws]
-            n2 = jnp.ones([], sdt)
+            zs = [None] * len(ws)
         else:
             shapes_dtypes = [(w.shape, w.dtype) for w in ws]
             if noise is None:
@@ -214,17 +242,20 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
             else:
                 zs = [z.astype(dt) for z, (_, dt) in zip(treedef.flatten_up_to(noise), shapes_dtypes)]
             nu_ = jnp.asarray(nu, sdt)
-            zw = sum(jnp.sum(z * w, dtype=sdt) for z, w in zip(zs, ws))
-            z2 = sum(jnp.sum(z * z, dtype=sdt) for z in zs)
-            n2 = jnp.where(w2 > 0, 1.0, 0.0) + 2.0 * nu_ * zw * inv_w + nu_ * nu_ * z2
-            inv_n = jnp.where(n2 > 0, jax.lax.rsqrt(jnp.where(n2 > 0, n2, 1.0)), 0.0)
-            new_dirs = [(w * inv_w.astype(w.dtype) + nu_.astype(w.dtype) * z) * inv_n.astype(w.dtype) for w, z in zip(ws, zs)]
 
-        applied = (ft > 0) & jnp.isfinite(ft) & (log_v > le2) & jnp.isfinite(log_e) & jnp.isfinite(w2) & jnp.isfinite(k) & jnp.isfinite(n2)
-        new_updates = [jnp.where(applied, k.astype(w.dtype) * w, 0).astype(g.dtype) for w, g in zip(ws, grads)]
+        applied = (ft > 0) & jnp.isfinite(ft) & (log_v > le2) & jnp.isfinite(log_e) & jnp.isfinite(w2) & jnp.isfinite(step_len) & jnp.isfinite(uu)
+        # The update is read back from the new direction (step·(u_new − ν·z) = k·w), so
+        # no fusion reads the old direction after its buffer is overwritten in place.
+        new_dirs, new_updates = [], []
+        for w, z, u, g in zip(ws, zs, old_dirs, grads):
+            unit = w * inv_w.astype(w.dtype)
+            new_dir = jnp.where(applied, unit if z is None else unit + nu_.astype(w.dtype) * z, u)
+            moved = new_dir if z is None else new_dir - nu_.astype(w.dtype) * z
+            new_dirs.append(new_dir)
+            new_updates.append(jnp.where(applied, step_len.astype(w.dtype) * moved, 0).astype(g.dtype))
         new_state = EcdsepState(
             count=state.count + applied.astype(jnp.int32),
-            direction=treedef.unflatten([jnp.where(applied, n, u).astype(u.dtype) for n, u in zip(new_dirs, treedef.flatten_up_to(state.direction))]),
+            direction=treedef.unflatten(new_dirs),
             log_p2=jnp.where(applied, 2.0 * log_r, state.log_p2),
             log_energy=jnp.where(applied, log_e, state.log_energy),
             key=state.key,

@@ -43,7 +43,8 @@ def _run_case(case, data):
         value, grads = jax.value_and_grad(loss)(params)
         updates, state = opt.update(grads, state, params, value=value, noise=list(z))
         params = optax.apply_updates(params, updates)
-        p = jnp.concatenate(jax.tree.leaves(state.direction)) * jnp.exp(0.5 * state.log_p2)
+        u = jnp.concatenate(jax.tree.leaves(state.direction))
+        p = u / jnp.linalg.norm(u) * jnp.exp(0.5 * state.log_p2)
         out = dict(x=jnp.concatenate(params), p=p, p2=jnp.exp(state.log_p2), count=state.count,
                    loss=value, skipped=state.skipped)
         return (params, state), out
