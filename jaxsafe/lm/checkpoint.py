@@ -111,7 +111,10 @@ def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str,
 def hf_name(path: tuple) -> str:
     """Hugging Face tensor name of the parameter at an NNX ``path``."""
     *module, leaf = (str(p) for p in path)
-    suffix = "bias" if leaf == "bias" else "weight"
+    suffix = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}.get(leaf)
+    if suffix is None:
+        raise UserError(f"parameter {'.'.join((*module, leaf))} has no Hugging Face "
+                        "name (LoRA adapters? call jaxsafe.lm.lora.merge_lora first)")
     if module == ["lm_head"]:
         return "lm_head." + suffix
     return "model." + ".".join(module) + "." + suffix
@@ -188,6 +191,30 @@ def _names(names, limit=8) -> str:
     return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
+def check_tensors(directory: Path, config: DecoderConfig, tensors: Mapping[str, SafetensorsFile],
+                  expected: Mapping[str, tuple[tuple, Any]]) -> None:
+    """Raise a :class:`UserError` naming every missing, unexpected or wrongly shaped tensor.
+
+    ``expected`` maps Hugging Face names to (NNX path, abstract variable)."""
+    ignored = {n for n in tensors if n.endswith(_IGNORED_SUFFIXES)}
+    if config.tie_word_embeddings:  # some exporters write the tied head anyway
+        ignored.add("lm_head.weight")
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected) - ignored)
+    wrong = []
+    for name, (p, v) in expected.items():
+        if name in tensors:
+            shape = tensors[name].tensors[name][1]
+            want = tuple(v.shape[::-1]) if _is_kernel(p) else tuple(v.shape)
+            if shape != want:
+                wrong.append(f"{name} {list(shape)} (expected {list(want)})")
+    problems = [f"missing tensors: {_names(missing)}"] * bool(missing)
+    problems += [f"unexpected tensors: {_names(unexpected)}"] * bool(unexpected)
+    problems += [f"wrongly shaped tensors: {_names(wrong)}"] * bool(wrong)
+    if problems:
+        raise UserError(f"{directory} does not match its config.json ({config.architecture}): " + "; ".join(problems))
+
+
 def from_pretrained(path_or_hub_name: str | os.PathLike, dtype=None, mesh: jax.sharding.Mesh | None = None, *,
                     param_dtype=None, rules: Mapping[str, Any] = DEFAULT_RULES, remat: bool = False) -> Decoder:
     """Load a Llama / Mistral / Qwen2 checkpoint directory (or hub id) into a :class:`Decoder`.
@@ -213,25 +240,8 @@ def from_pretrained(path_or_hub_name: str | os.PathLike, dtype=None, mesh: jax.s
     abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=param_dtype,
                                               remat=remat))
     graphdef, state = nnx.split(abstract)
-    flat = list(nnx.to_flat_state(state))
-    expected = {hf_name(p): (p, v) for p, v in flat}
-    ignored = {n for n in tensors if n.endswith(_IGNORED_SUFFIXES)}
-    if config.tie_word_embeddings:  # some exporters write the tied head anyway
-        ignored.add("lm_head.weight")
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected) - ignored)
-    wrong = []
-    for name, (p, v) in expected.items():
-        if name in tensors:
-            shape = tensors[name].tensors[name][1]
-            want = tuple(v.shape[::-1]) if _is_kernel(p) else tuple(v.shape)
-            if shape != want:
-                wrong.append(f"{name} {list(shape)} (expected {list(want)})")
-    problems = [f"missing tensors: {_names(missing)}"] * bool(missing)
-    problems += [f"unexpected tensors: {_names(unexpected)}"] * bool(unexpected)
-    problems += [f"wrongly shaped tensors: {_names(wrong)}"] * bool(wrong)
-    if problems:
-        raise UserError(f"{directory} does not match its config.json ({config.architecture}): " + "; ".join(problems))
+    expected = {hf_name(p): (p, v) for p, v in nnx.to_flat_state(state)}
+    check_tensors(directory, config, tensors, expected)
     for name, (p, var) in expected.items():
         array = tensors[name].get(name)
         if _is_kernel(p):
@@ -306,7 +316,12 @@ def load_tokenizer(path_or_hub_name: str | os.PathLike):
         raise UserError(f"{directory}: cannot load a tokenizer ({e})") from None
 
 
+def abstract_parameters(config: DecoderConfig) -> dict[str, tuple[tuple, Any]]:
+    """{Hugging Face name: (NNX path, abstract variable)} for a model with ``config``, from shapes alone."""
+    abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0)))
+    return {hf_name(p): (p, v) for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+
+
 def count_parameters(config: DecoderConfig) -> int:
     """Number of parameters of a model with this config, from shapes alone."""
-    abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0)))
-    return sum(math.prod(v.shape) for _, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param)))
+    return sum(math.prod(v.shape) for _, v in abstract_parameters(config).values())

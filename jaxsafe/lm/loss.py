@@ -92,7 +92,7 @@ def init_train_state(model: nnx.Module, optimizer: optax.GradientTransformation,
                      ) -> tuple[nnx.GraphDef, TrainState]:
     """Split ``model`` into (graphdef, :class:`TrainState`) with optimizer state for the trainable subset."""
     graphdef, params = nnx.split(model)
-    trainable = params.filter(trainable_filter)
+    trainable = nnx.filter_state(params, trainable_filter)
     if not jax.tree.leaves(trainable):
         raise UserError("the trainable-parameter filter selects nothing")
     return graphdef, TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(trainable))
@@ -111,7 +111,7 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable[[nnx.Module, Any],
     """
 
     def step(state: TrainState, batch) -> tuple[TrainState, dict]:
-        trainable, frozen = state.params.split(trainable_filter, ...)
+        trainable, frozen = nnx.split_state(state.params, trainable_filter, ...)
 
         def objective(trainable):
             return loss_fn(nnx.merge(graphdef, trainable, frozen), batch)
@@ -119,7 +119,7 @@ def make_train_step(graphdef: nnx.GraphDef, loss_fn: Callable[[nnx.Module, Any],
         (loss, metrics), grads = jax.value_and_grad(objective, has_aux=True)(trainable)
         updates, opt_state = optimizer.update(grads, state.opt_state, trainable)
         trainable = optax.apply_updates(trainable, updates)
-        metrics = {**metrics, "loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
         return TrainState(state.step + 1, nnx.merge_state(trainable, frozen), opt_state), metrics
 
     return jax.jit(step, donate_argnums=0)
