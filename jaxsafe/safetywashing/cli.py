@@ -140,7 +140,7 @@ def format_report(result: Result, show: int = 0, highlight: list[str] = ()) -> s
     frame = result.correlations
     ci = result.n_boot > 0
     header = f"{'rank':>4}  {'benchmark':<44} {'area':<22} {'cap.corr':>8}"
-    header += f"  {round(100 * result.level)}% CI      " if ci else ""
+    header += f"  {f'{round(100 * result.level)}% CI':<16}" if ci else ""
     header += f" {'n':>3} {'FLOP corr':>9}"
     lines += ["", header]
     rows = list(frame.itertuples())

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jaxsafe.io import atomic_write_bytes  # noqa: E402
@@ -31,9 +32,10 @@ def _area_order(safety: pd.DataFrame) -> list[str]:
 
 
 def _colors(areas: list[str]) -> dict[str, tuple]:
-    """Colors by sorted area name, so an area keeps its color across tables and plots."""
-    cmap = plt.get_cmap("tab10")
-    return {a: cmap(i % 10) for i, a in enumerate(sorted(areas))}
+    """Colors by sorted area name, so an area keeps its color across tables and plots; "other" is gray."""
+    palette = [plt.get_cmap("tab10")(i) for i in (0, 1, 2, 3, 4, 5, 6, 8, 9)]
+    colors = {a: palette[i % len(palette)] for i, a in enumerate(sorted(a for a in areas if a != "other"))}
+    return colors | ({"other": plt.get_cmap("tab10")(7)} if "other" in areas else {})
 
 
 def plot_correlations_by_area(result: Result, path: str | Path) -> Path:
@@ -107,14 +109,52 @@ def scatter_filename(benchmark: str) -> str:
     return "scatter_" + re.sub(r"[^A-Za-z0-9_.+-]+", "_", benchmark) + ".png"
 
 
+# (dx, dy) in points and horizontal alignment, nearest spots first
+_LABEL_SPOTS = tuple(
+    ((dx, dy), align)
+    for dy in (1, -8, 8, -15, 15, -22)
+    for dx, align in ((4, "left"), (-4, "right"))
+)
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return max(w, 0.0) * max(h, 0.0)
+
+
+def _label_points(fig: plt.Figure, ax: plt.Axes, xs: np.ndarray, ys: np.ndarray, labels: list[str]) -> None:
+    """Label each point at the nearby spot whose text box overlaps the labels placed so far least."""
+    ax.set_xlim(ax.get_xlim())  # freeze the limits so display coordinates stay valid
+    ax.set_ylim(ax.get_ylim())
+    renderer = fig.canvas.get_renderer()
+    # the markers are obstacles too: a 3-point square around each
+    r = 3.0 * fig.dpi / 72.0
+    placed = [Bbox.from_extents(px - r, py - r, px + r, py + r) for px, py in ax.transData.transform(np.c_[xs, ys])]
+    for x, y, label in sorted(zip(xs, ys, labels), key=lambda t: (t[0], t[1])):
+        best = None
+        for offset, align in _LABEL_SPOTS:
+            text = ax.annotate(label, (x, y), xytext=offset, textcoords="offset points", fontsize=6, color="0.3", ha=align)
+            box = text.get_window_extent(renderer)
+            cost = sum(_overlap(box, other) for other in placed)
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, text, box)
+            else:
+                text.remove()
+            if cost == 0.0:
+                break
+        placed.append(best[2])
+
+
 def plot_scatter(result: Result, benchmark: str, path: str | Path) -> Path:
     """A benchmark's scores against the capabilities score, one labelled point per model."""
     row = result.correlations.set_index("benchmark").loc[benchmark]
     both = pd.DataFrame({"x": result.score, "y": result.scores[benchmark]}).dropna()
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
     ax.scatter(both.x, both.y, s=22, color="tab:blue", zorder=3)
-    for model, (x, y) in both.iterrows():
-        ax.annotate(str(result.model_names.get(model, model)), (x, y), xytext=(3, 2), textcoords="offset points", fontsize=6, color="0.3")
+    _label_points(fig, ax, both.x.to_numpy(), both.y.to_numpy(), [str(result.model_names.get(m, m)) for m in both.index])
     ax.grid(color="0.92")
     ax.set_axisbelow(True)
     ax.set_xlabel("capabilities score (PC1 of capability benchmarks)")
