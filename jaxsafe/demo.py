@@ -19,6 +19,7 @@ DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("foundation", "jaxsafe.demo:foundation_demo"),
     ("safetywashing", "jaxsafe.safetywashing.cli:demo"),
     ("graphs", "jaxsafe.graphs.cli:demo"),
+    ("optim", "jaxsafe.optim.demo:demo"),
 )
 
 
