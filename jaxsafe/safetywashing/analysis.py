@@ -74,7 +74,8 @@ class Result:
             "pc1_loadings": {k: float(v) for k, v in self.pc1.items()},
             "capabilities_score_compute_correlation": _pct(self.score_compute_correlation),
             "mean_abs_capabilities_correlation_by_area": {
-                area: float(group.capabilities_correlation.abs().mean()) for area, group in safety.groupby("area")
+                area: float(group.capabilities_correlation.abs().mean())
+                for area, group in safety.dropna(subset=["capabilities_correlation"]).groupby("area")
             },
             "bootstrap": {"n_boot": self.n_boot, "level": self.level} if self.n_boot else None,
             "dropped_columns": self.dropped,

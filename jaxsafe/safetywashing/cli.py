@@ -162,14 +162,17 @@ def format_report(result: Result, show: int = 0, highlight: list[str] = ()) -> s
 
 def demo(out_dir: Path) -> None:
     """Run the analysis on a small generated table (synthetic, not the paper's data)."""
-    from jaxsafe.safetywashing.synthetic import synthetic_table
+    from jaxsafe.safetywashing.synthetic import synthetic_table, true_capabilities_correlation
 
     safety = {"synthetic_safety_rho0.9": 0.9, "synthetic_safety_rho0.5": 0.5, "synthetic_safety_rho0.0": 0.0, "synthetic_safety_rho-0.6": -0.6}
-    table = synthetic_table(seed=0, n_models=24, capability_names=DEFAULT_CAPABILITIES, safety=safety)
+    noise = 0.3
+    table = synthetic_table(seed=0, n_models=24, capability_names=DEFAULT_CAPABILITIES, safety=safety, noise=noise)
     result = analyze(table, n_boot=200)
     write_outputs(result, out_dir, ["synthetic_safety_rho0.5"])
     print("SYNTHETIC data: 24 generated models, 12 capability columns, 4 safety columns with known coupling rho")
-    print(format_report(result, show=3))
+    print(format_report(result))
+    truth = ", ".join(f"{k} {100 * true_capabilities_correlation(rho, noise, len(DEFAULT_CAPABILITIES)):.1f}" for k, rho in safety.items())
+    print(f"population values the sample estimates: {truth}")
     print(f"outputs in {out_dir}")
     print(
         "real data: jaxsafe safetywashing --scores benchmarks_base_models.csv --info benchmarks_info.csv --out sw_base"
