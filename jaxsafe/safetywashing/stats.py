@@ -76,19 +76,13 @@ def pairwise_counts(columns: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def column_moments(columns: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Per-column mean and population std (ddof = 0) ignoring NaN cells; std 0 becomes NaN."""
+    """Per-column mean and population std (ddof = 0) ignoring NaN cells.
+
+    A constant column's std 0 becomes NaN, so its z-scores are all NaN, as in the reference analysis.
+    """
     mean = jnp.nanmean(columns, axis=0)
     std = jnp.sqrt(jnp.nanmean((columns - mean) ** 2, axis=0))
     return mean, jnp.where(std > 0, std, jnp.nan)
-
-
-def standardize(columns: jax.Array) -> jax.Array:
-    """z-scores per column with the population std, ignoring NaN cells.
-
-    A constant column has std 0 and becomes all-NaN, as in the reference analysis.
-    """
-    mean, std = column_moments(columns)
-    return (columns - mean) / std
 
 
 def first_component(corr: jax.Array) -> tuple[jax.Array, jax.Array]:
