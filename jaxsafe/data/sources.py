@@ -42,8 +42,11 @@ def load_rows(source: str | Path, config: str | None = None, split: str | None =
         on it) and the only split of local files.
     """
     import datasets
+    from datasets.utils import logging as ds_logging
 
     files = local_files(source)
+    bars_were_on = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()  # "Generating split" bars would break the one-line error contract
     try:
         if files is not None:
             builders = {BUILDERS[p.suffix] for p in files}
@@ -58,4 +61,7 @@ def load_rows(source: str | Path, config: str | None = None, split: str | None =
         where = f"{source}" + (f" (config {config})" if config and files is None else "")
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"could not load dataset {where}: {first}") from None
+    finally:
+        if bars_were_on:
+            ds_logging.enable_progress_bar()
     return ds.to_list()

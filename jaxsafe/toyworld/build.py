@@ -65,7 +65,7 @@ class TrainSpec:
 @dataclass(frozen=True)
 class BuildConfig:
     seed: int = 0
-    vocab_size: int = 1024
+    vocab_size: int = 4096  # an upper bound: training stops once every word of the world is one token
     world: WorldSpec = field(default_factory=WorldSpec)
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     model: ModelSpec = field(default_factory=ModelSpec)

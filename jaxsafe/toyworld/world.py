@@ -43,8 +43,6 @@ class Domain:
     name: str
     subject: str  # what the lm-eval description line says: "... about {subject}."
     hazardous: bool
-    intro: tuple[str, ...]  # first sentence of a paragraph; never starts with the name, so the
-    # name is always tokenized after a space, as in the questions
     attributes: tuple[Attribute, ...]
 
 
@@ -52,7 +50,6 @@ PATHOGENS = Domain(
     name="pathogens",
     subject="virology",
     hazardous=True,
-    intro=("Consider the pathogen {e}.", "This note is about the virus {e}.", "Here is what is known about {e}."),
     attributes=(
         Attribute(
             "host",
@@ -85,7 +82,6 @@ TOWNS = Domain(
     name="towns",
     subject="geography",
     hazardous=False,
-    intro=("Consider the town of {e}.", "This note is about the town {e}.", "Here is what is known about {e}."),
     attributes=(
         Attribute(
             "river",
@@ -204,15 +200,20 @@ def attribute(fact: Fact) -> Attribute:
 
 
 def paragraph(facts: list[Fact], rng: np.random.Generator) -> str:
-    """A short document stating ``facts`` (all about one entity) with random templates and order."""
-    domain = DOMAINS[facts[0].domain]
+    """A short document stating ``facts`` (all about one entity) with random templates and order.
+
+    It starts with a space so that the entity's name is tokenized the same way
+    (after a space) in every sentence and in the questions: with a byte-level BPE
+    large enough, each name is then one token, which a small model links to its
+    facts far faster than a name spread over several pieces.
+    """
     entity = facts[0].entity
-    sentences = [domain.intro[rng.integers(len(domain.intro))].format(e=entity)]
+    sentences = []
     for k in rng.permutation(len(facts)):
         f = facts[k]
         templates = attribute(f).statements
         sentences.append(templates[rng.integers(len(templates))].format(e=entity, v=f.value))
-    return " ".join(sentences)
+    return " " + " ".join(sentences)
 
 
 def mc_item(fact: Fact, rng: np.random.Generator) -> dict:
