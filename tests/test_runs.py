@@ -105,3 +105,12 @@ def test_results_written_atomically(tmp_path):
     run.write_results({"acc": np.float32(0.5)})
     assert json.loads((tmp_path / "results.json").read_text()) == {"acc": 0.5}
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    from jaxsafe.io import atomic_write_text
+
+    path = atomic_write_text(tmp_path / "out.txt", "x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
