@@ -60,9 +60,14 @@ def group_sizes(hierarchies: list[Hierarchy]) -> list[tuple[int, int]]:
 
 
 def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None) -> list[PaddedLevel]:
-    """Pad each level to ``sizes`` (default: its own power-of-two buckets, strictly more nodes than real)."""
+    """Pad each level to ``sizes`` (default: its own power-of-two buckets, strictly more nodes than real).
+
+    The default edge bucket is ``max(8N, next power of two)``: meshes have fewer
+    than 8 directed edges per node, so the node bucket alone fixes the shapes
+    and fewer per-level functions are compiled.
+    """
     if sizes is None:
-        sizes = [(bucket(lv.n + 1), bucket(lv.adj.nnz)) for lv in h.levels]
+        sizes = [(bucket(lv.n + 1), max(8 * bucket(lv.n + 1), bucket(lv.adj.nnz))) for lv in h.levels]
     levels = _extended(h, len(sizes))
     out = []
     for i, lv in enumerate(levels):
@@ -80,20 +85,22 @@ def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None) -> list
 class Compiled:
     """Jitted methods of an NNX module, its parameters passed as an argument.
 
-    ``Compiled(model)("up", *args)`` runs ``model.up(*args)`` under ``jax.jit``; one
-    cache entry per method and argument shapes, reused across graphs.
+    ``Compiled(model)("up", *args)`` runs ``model.up(*args)`` under ``jax.jit``.
+    Compiled functions are cached per (module structure, method), so every
+    model of one architecture (e.g. freshly loaded weights) reuses them.
     """
+
+    _cache: dict = {}
 
     def __init__(self, model: nnx.Module):
         self.graphdef, self.state = nnx.split(model)
-        self._fns: dict[str, object] = {}
 
     def __call__(self, name: str, *args):
-        fn = self._fns.get(name)
+        key = (self.graphdef, name)
+        fn = self._cache.get(key)
         if fn is None:
             graphdef = self.graphdef
-            fn = jax.jit(lambda state, *a: getattr(nnx.merge(graphdef, state), name)(*a))
-            self._fns[name] = fn
+            fn = self._cache[key] = jax.jit(lambda state, *a: getattr(nnx.merge(graphdef, state), name)(*a))
         return fn(self.state, *args)
 
 

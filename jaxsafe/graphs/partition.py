@@ -12,9 +12,10 @@ probability ``y₁``; spectral: the Fiedler vector):
   improving moves, no hill-climbing or rollback, so this is FM-style, not full
   Fiduccia–Mattheyses).
 
-The objective for a split into parts that will later hold ``k₀`` and ``k₁``
-parts (recursive k-way) is ``cut·(k₀/vol A + k₁/vol B)``, which for ``k₀ = k₁ = 1``
-is the normalized cut ``cut·(1/vol A + 1/vol B)``.
+The objective for a split into sides that will later hold ``k₀`` and ``k₁``
+parts (recursive k-way) is ``cut·((k₀/k₁)/vol A + (k₁/k₀)/vol B)``: for
+``k₀ = k₁`` the normalized cut ``cut·(1/vol A + 1/vol B)``, and for a fixed cut
+its minimum is at ``vol A : vol B = k₀ : k₁``.
 
 Defined behaviour on awkward graphs:
 
@@ -67,6 +68,10 @@ def evaluate(adj: sp.csr_matrix, parts: np.ndarray) -> dict:
     }
 
 
+def _target_weights(targets: tuple[int, int]) -> tuple[float, float]:
+    return targets[0] / targets[1], targets[1] / targets[0]
+
+
 def sweep_cut(adj: sp.csr_matrix, score: np.ndarray, targets: tuple[int, int] = (1, 1)) -> np.ndarray:
     """Best prefix split of the vertices sorted by ``score`` (vectorized, O(m + n log n)).
 
@@ -84,8 +89,9 @@ def sweep_cut(adj: sp.csr_matrix, score: np.ndarray, targets: tuple[int, int] = 
     deg = np.asarray(adj.sum(axis=1)).ravel()
     vol_a = np.cumsum(deg[order])[: n - 1]
     vol_b = deg.sum() - vol_a
+    w0, w1 = _target_weights(targets)
     with np.errstate(divide="ignore", invalid="ignore"):
-        obj = cut * (targets[0] / vol_a + targets[1] / vol_b)
+        obj = cut * (w0 / vol_a + w1 / vol_b)
     obj[(vol_a <= 0) | (vol_b <= 0)] = np.inf
     k = int(np.argmin(obj)) + 1
     parts = np.ones(n, np.int64)
@@ -135,7 +141,7 @@ def boundary_refine(adj: sp.csr_matrix, parts: np.ndarray, targets: tuple[int, i
     """Greedy boundary passes lowering the (target-weighted) normalized cut; see module docstring."""
     deg = np.asarray(adj.sum(axis=1)).ravel()
     return _boundary_passes(adj.indptr.astype(np.int64), adj.indices.astype(np.int64), adj.data.astype(np.float64),
-                            deg, parts.astype(np.int64).copy(), float(targets[0]), float(targets[1]), max_passes)
+                            deg, parts.astype(np.int64).copy(), *_target_weights(targets), max_passes)
 
 
 def _bisect_connected(adj, method, refine, model, seed, targets, seconds):

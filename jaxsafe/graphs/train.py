@@ -50,7 +50,7 @@ class PhaseConfig:
     n_min: int = 100
     n_max: int = 2000
     wide_fraction: float = 0.3333  # share of graphs in [0,2]×[0,1] (paper: 1,000 of 3,000)
-    epochs: int = 40
+    epochs: int = 20
     lr: float = 1e-3
     accumulate: int = 5
 
@@ -63,7 +63,7 @@ class TrainConfig:
     eval_graphs: int = 10
     model: ModelConfig = ModelConfig()
     embedding: PhaseConfig = PhaseConfig()
-    partition: PhaseConfig = PhaseConfig(graphs=30, n_min=200, n_max=500, wide_fraction=0.0, epochs=300, lr=1e-3)
+    partition: PhaseConfig = PhaseConfig(graphs=30, n_min=200, n_max=500, wide_fraction=0.0, epochs=200, lr=1e-3)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,147 @@
+"""Paper A's benchmark: GNN bisection vs METIS vs spectral, side by side in one run.
+
+Test set (spec): 50 Delaunay graphs, n from 100 to 10,000 (geometric spacing), half in
+the unit square and half in [0,5]×[0,1]; plus n = 1e5 and 1e6 in the unit square for
+runtime. Rows: gnn network alone (argmax), gnn + sweep, gnn + sweep + boundary passes
+(fm), METIS (pymetis defaults), spectral (ARPACK Fiedler of L_rw + sweep at minimum NC).
+Runtime is best of 2 runs (the first includes one-time compilation). Prints a table,
+writes benchmarks/results/partitioning.json and docs/img/graphs_time_vs_n.png.
+
+    python benchmarks/partitioning.py            # full run
+    python benchmarks/partitioning.py --quick    # 10 graphs, n = 1e5 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxsafe.graphs.generators import delaunay
+from jaxsafe.graphs.gnn import GNNBisector
+from jaxsafe.graphs.partition import bisect, evaluate
+from jaxsafe.io import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = (("gnn (network alone)", "gnn", "none"), ("gnn + sweep", "gnn", "sweep"), ("gnn + sweep + fm", "gnn", "fm"),
+        ("metis", "metis", None), ("spectral (arpack + sweep)", "spectral", "sweep"))
+
+
+def run_once(adj, method, refine, model):
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    parts = bisect(adj, method, refine=refine or "sweep", model=model, seconds=seconds)
+    return parts, time.perf_counter() - t0, seconds
+
+
+def measure(adj, method, refine, model, repeats=2):
+    best = None
+    for _ in range(repeats):
+        parts, sec, breakdown = run_once(adj, method, refine, model)
+        if best is None or sec < best[1]:
+            best = (parts, sec, breakdown)
+    parts, sec, breakdown = best
+    return {**evaluate(adj, parts), "seconds": sec, "breakdown": breakdown}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partitioning.json")
+    ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "graphs_time_vs_n.png")
+    args = ap.parse_args()
+    model = GNNBisector.load(args.weights)
+
+    count = 5 if args.quick else 25
+    sizes = np.unique(np.round(np.geomspace(100, 10000, count)).astype(int))
+    test_set = [(int(n), w, 1000 * i + j) for j, w in enumerate((1.0, 5.0)) for i, n in enumerate(sizes)]
+    per_graph = {name: [] for name, _, _ in ROWS}
+    for n, width, seed in test_set:
+        adj, _ = delaunay(n, width, 1.0, seed=seed)
+        for name, method, refine in ROWS:
+            per_graph[name].append({"width": width, **measure(adj, method, refine, model)})
+        print(f"n={n:6d} [0,{width:g}]x[0,1]  " + "  ".join(
+            f"{name.split(' (')[0]}={per_graph[name][-1]['normalized_cut']:.4f}" for name, _, _ in ROWS), flush=True)
+
+    metis_nc = np.array([r["normalized_cut"] for r in per_graph["metis"]])
+    summary = {}
+    for name, _, _ in ROWS:
+        rs = per_graph[name]
+        nc = np.array([r["normalized_cut"] for r in rs])
+        summary[name] = {
+            "median_normalized_cut": float(np.median(nc)),
+            "median_nc_ratio_to_metis": float(np.median(nc / metis_nc)),
+            "median_balance": float(np.median([r["balance"] for r in rs])),
+            "median_cut": float(np.median([r["cut"] for r in rs])),
+            "median_seconds": float(np.median([r["seconds"] for r in rs])),
+        }
+
+    large = {}
+    for n in ([100_000] if args.quick else [100_000, 1_000_000]):
+        t0 = time.perf_counter()
+        adj, _ = delaunay(n, seed=n)
+        print(f"generated n={n} in {time.perf_counter() - t0:.1f} s", flush=True)
+        large[n] = {}
+        for name, method, refine in ROWS:
+            large[n][name] = measure(adj, method, refine, model)
+            r = large[n][name]
+            print(f"  {name:28s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
+                  f"{ {k: round(v, 3) for k, v in r['breakdown'].items()} }", flush=True)
+
+    print(f"\nTest set: {len(test_set)} Delaunay graphs, n {sizes[0]}..{sizes[-1]}, unit square and [0,5]x[0,1]")
+    print(f"{'method':30s} {'median NC':>10s} {'NC/METIS':>9s} {'balance':>8s} {'cut':>7s} {'seconds':>9s}")
+    for name, s in summary.items():
+        print(f"{name:30s} {s['median_normalized_cut']:10.4f} {s['median_nc_ratio_to_metis']:9.3f} "
+              f"{s['median_balance']:8.3f} {s['median_cut']:7.1f} {s['median_seconds']:9.4f}")
+    for n, rows in large.items():
+        spectral_s = rows["spectral (arpack + sweep)"]["seconds"]
+        metis_s = rows["metis"]["seconds"]
+        print(f"\nn = {n:,}")
+        for name, r in rows.items():
+            print(f"{name:30s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
+                  f"spectral/this {spectral_s / r['seconds']:6.1f}x  this/metis {r['seconds'] / metis_s:6.2f}x")
+
+    results = {
+        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else ""),
+        "machine": f"{platform.processor() or platform.machine()}, shared 2-core CPU",
+        "weights": str(args.weights) if args.weights else "shipped",
+        "runtime": "best of 2 runs (excludes one-time compilation)",
+        "test_set_summary": summary,
+        "test_set": {"sizes": sizes.tolist(), "widths": [1.0, 5.0], "per_graph": per_graph},
+        "large": {str(n): rows for n, rows in large.items()},
+    }
+    atomic_write_json(args.out, results)
+    plot(per_graph, test_set, large, args.plot)
+    print(f"\nwrote {args.out} and {args.plot}")
+
+
+def plot(per_graph, test_set, large, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ns = np.array([n for n, _, _ in test_set])
+    for name, _, _ in ROWS:
+        xs = list(ns) + [int(n) for n in large]
+        ys = [r["seconds"] for r in per_graph[name]] + [large[n][name]["seconds"] for n in large]
+        order = np.argsort(xs, kind="stable")
+        ax.loglog(np.array(xs)[order], np.array(ys)[order], "o-", ms=3, lw=1, label=name)
+    ax.set_xlabel("vertices n (Delaunay)")
+    ax.set_ylabel("bisection time, s (best of 2)")
+    ax.set_title("Runtime vs n on 2 shared CPU cores")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
