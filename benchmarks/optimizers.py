@@ -38,10 +38,10 @@ def optimizers():
     """name -> (factory(lr), lr sweep, needs value=)."""
     return {
         "sgd_momentum": (lambda lr: optax.sgd(lr, momentum=0.9), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1), False),
-        "adam": (lambda lr: optax.adam(lr), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), False),
-        "adamw": (lambda lr: optax.adamw(lr, weight_decay=1e-2), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1), False),
-        "ecdsep": (lambda lr: ecdsep(lr, eta=1.0), (0.01, 0.03, 0.1, 0.3, 1.0), True),
-        "ecdsep_hash": (lambda lr: ecdsep_hash_noise(lr, eta=1.0), (0.01, 0.03, 0.1, 0.3, 1.0), True),
+        "adam": (lambda lr: optax.adam(lr), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), False),
+        "adamw": (lambda lr: optax.adamw(lr, weight_decay=1e-2), (1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1), False),
+        "ecdsep": (lambda lr: ecdsep(lr, eta=1.0), (0.01, 0.03, 0.1, 0.3, 1.0, 3.0), True),
+        "ecdsep_hash": (lambda lr: ecdsep_hash_noise(lr, eta=1.0), (0.01, 0.03, 0.1, 0.3, 1.0, 3.0), True),
     }
 
 
@@ -155,12 +155,15 @@ def quality(quick: bool):
             key = (lambda lr: np.mean(sweep[lr][0])) if task["higher"] else (lambda lr: -np.mean(sweep[lr][0]))
             best = max(lrs, key=key)
             m, c = sweep[best]
+            finite = bool(np.all(np.isfinite(m)))
             results[tname][oname] = {
-                "best_lr": best, "mean": float(np.mean(m)), "std": float(np.std(m)), "per_seed": m.tolist(),
-                "sweep_mean": {str(lr): float(np.mean(sweep[lr][0])) for lr in lrs},
+                "best_lr": best, "mean": float(np.mean(m)) if finite else float("inf"), "std": float(np.std(m)) if finite else None,
+                "per_seed": [float(v) if np.isfinite(v) else None for v in m],
+                "sweep_mean": {str(lr): float(np.mean(sweep[lr][0])) if np.all(np.isfinite(sweep[lr][0])) else None for lr in lrs},
             }
             curves[tname][oname] = np.mean(c, axis=0)
-            print(f"  {tname:15s} {oname:13s} lr={best:<6g} {np.mean(m):.4g} ± {np.std(m):.2g}", flush=True)
+            r = results[tname][oname]
+            print(f"  {tname:15s} {oname:13s} lr={best:<6g} " + (f"{r['mean']:.4g} ± {r['std']:.2g}" if finite else "diverged"), flush=True)
     return results, curves
 
 
@@ -243,7 +246,7 @@ def main():
     print("\n| task (metric) | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
     for tname, r in results.items():
-        cells = [f"{r[o]['mean']:.4g} ± {r[o]['std']:.2g} (lr {r[o]['best_lr']:g})" for o in names]
+        cells = [f"{r[o]['mean']:.4g} ± {r[o]['std']:.2g} (lr {r[o]['best_lr']:g})" if np.isfinite(r[o]["mean"]) else "diverged at every lr" for o in names]
         print(f"| {tname} ({r['metric']}) | " + " | ".join(cells) + " |")
     print(f"\n| update on {c['n_params'] / 1e6:.2f}M params | median ms | × adam |\n|---|---|---|")
     for k, v in c["median_ms"].items():

@@ -23,6 +23,7 @@ the new direction.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -356,23 +357,10 @@ def ecdsep(
       G. Bruno De Luca, A. Gatti, E. Silverstein, "Improving Energy Conserving
       Descent for Machine Learning: Theory and Practice", arXiv:2306.00352.
     """
-    return _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_energy, eps1, eps2, seed, "gaussian")
+    return _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_energy, eps1, eps2, seed, noise_kind="gaussian")
 
 
-def ecdsep_hash_noise(
-    learning_rate: float | Callable[[jax.Array], jax.Array],
-    eta: float,
-    *,
-    f0: float = 0.0,
-    nu: float = 1e-5,
-    s: float = 1.0,
-    delta_energy: float = 0.0,
-    weight_decay: float = 0.0,
-    conserve_energy: bool = True,
-    eps1: float = 1e-10,
-    eps2: float = 1e-40,
-    seed: int = 0,
-) -> optax.GradientTransformationExtraArgs:
+def ecdsep_hash_noise(*args, **kwargs) -> optax.GradientTransformationExtraArgs:
     """:func:`ecdsep` with a cheap counter-based noise in place of the Gaussian draw.
 
     The rotation only needs ``z`` with zero mean and identity covariance; this
@@ -383,4 +371,9 @@ def ecdsep_hash_noise(
     ``noise=`` still overrides the draw. See docs/optim.md for the cost and
     quality comparison.
     """
-    return _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_energy, eps1, eps2, seed, "hash")
+    bound = inspect.signature(ecdsep).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return _build(**bound.arguments, noise_kind="hash")
+
+
+ecdsep_hash_noise.__signature__ = inspect.signature(ecdsep)  # so optax.inject_hyperparams sees the names
