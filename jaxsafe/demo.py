@@ -17,9 +17,11 @@ from jaxsafe.errors import UserError
 
 DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("foundation", "jaxsafe.demo:foundation_demo"),
+    ("lm", "jaxsafe.lm.demo:demo"),
     ("safetywashing", "jaxsafe.safetywashing.cli:demo"),
     ("graphs", "jaxsafe.graphs.cli:demo"),
     ("optim", "jaxsafe.optim.demo:demo"),
+    ("toyworld", "jaxsafe.toyworld.build:demo"),
 )
 
 
