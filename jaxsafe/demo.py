@@ -22,7 +22,6 @@ DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("graphs", "jaxsafe.graphs.cli:demo"),
     ("optim", "jaxsafe.optim.demo:demo"),
     ("toyworld", "jaxsafe.toyworld.build:demo"),
-    ("toyworld", "jaxsafe.toyworld.build:demo"),
 )
 
 
