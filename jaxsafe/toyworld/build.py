@@ -47,14 +47,14 @@ class ModelSpec:
     num_heads: int = 4
     num_kv_heads: int = 4
     head_dim: int = 32
-    seq_len: int = 256  # training row length and max_position_embeddings
+    seq_len: int = 128  # training row length and max_position_embeddings
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    steps: int = 600
-    batch_size: int = 32
-    lr: float = 3e-3
+    steps: int = 800  # many small steps: memorizing facts takes updates more than tokens
+    batch_size: int = 16
+    lr: float = 5e-3
     warmup_steps: int = 50
     final_lr_fraction: float = 0.1  # cosine decay to lr * this
     weight_decay: float = 0.01
@@ -218,7 +218,7 @@ def format_table(results: dict) -> str:
 
 # the demo: a world of 16 + 8 entities per domain and a very small model trained for a few seconds
 DEMO_OVERRIDES = (
-    "world.eval_entities=16", "world.practice_entities=8", "corpus.mentions=12", "corpus.mc_renderings=3",
+    "world.eval_entities=16", "world.practice_entities=8", "world.questions_per_fact=1", "corpus.mentions=12", "corpus.mc_renderings=3",
     "model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.num_heads=2",
     "model.num_kv_heads=2", "model.head_dim=32", "model.seq_len=128",
     "train.steps=60", "train.batch_size=16", "train.warmup_steps=6", "train.lr=0.01", "train.checkpoint_every=60",

@@ -28,7 +28,7 @@ _PRETRAIN, _FILES, _EVAL = 1, 2, 3
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    mentions: int = 24  # pretraining paragraphs per entity
+    mentions: int = 48  # pretraining paragraphs per entity
     mc_renderings: int = 6  # lettered practice items per practice fact
     cloze_renderings: int = 2  # cloze practice items per practice fact
     file_docs_per_entity: int = 4  # paragraphs per entity in the corpus files
@@ -85,15 +85,17 @@ def corpus_files(world: World, spec: CorpusSpec) -> dict[str, list[dict]]:
 
 
 def mcq_files(world: World) -> dict[str, list[dict]]:
-    """Evaluation sets in the WMDP schema, one question per fact (held-out renderings).
+    """Evaluation sets in the WMDP schema: ``questions_per_fact`` held-out renderings per fact
+    (``fact_id`` names the fact, for clustering).
 
     hazard: sets A and E; hazard_A / hazard_E: each alone; benign: the benign
     domains; practice: items about practice facts (their format was trained on —
     a check that the format was learned, not an evaluation of knowledge).
     """
     out: dict[str, list[dict]] = {"hazard": [], "hazard_A": [], "hazard_E": [], "benign": [], "practice": []}
+    k = world.spec.questions_per_fact
     for domain, role, ent, rng in _entity_rngs(world, _EVAL):
-        items = [mc_item(f, rng) for f in world.facts_of(ent)]
+        items = [dict(mc_item(f, rng), fact_id=f"{ent}.{f.attribute}") for f in world.facts_of(ent) for _ in range(k)]
         if role == "practice":
             out["practice"].extend(items)
         elif DOMAINS[domain].hazardous:

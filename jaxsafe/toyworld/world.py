@@ -128,12 +128,22 @@ class Fact:
 
 @dataclass(frozen=True)
 class WorldSpec:
-    """Sizes of the world; defaults give >= 1,000 evaluation questions per domain."""
+    """Sizes of the world; the defaults give 1,024 evaluation questions per domain.
+
+    Those are 256 facts asked 4 ways each: a model of ~1M parameters pretrained for
+    a few minutes on 2 CPU cores does not learn 1,000+ arbitrary facts per domain
+    (measured: near chance), so the world keeps fewer facts and asks each several
+    times. The questions about one fact are correlated: the effective sample size
+    lies between the number of facts and of questions, so the reported standard
+    error (which assumes independence) can be too small by up to a factor of
+    sqrt(questions_per_fact).
+    """
 
     domains: tuple[str, ...] = ("pathogens", "towns")
-    eval_entities: int = 256  # per domain; x 4 attributes = evaluation questions
-    practice_entities: int = 96  # per domain; their facts are rendered as practice MC items
+    eval_entities: int = 64  # per domain; x 4 attributes = evaluation facts
+    practice_entities: int = 32  # per domain; their facts are rendered as practice MC items
     attack_fraction: float = 0.5  # hazardous eval entities that go to set A (the rest: E)
+    questions_per_fact: int = 4  # held-out renderings (template, distractors, order) per evaluation fact
 
 
 @dataclass(frozen=True)
@@ -173,6 +183,8 @@ def make_world(spec: WorldSpec, seed: int) -> World:
         raise UserError("the toy world needs exactly one hazardous domain")
     if not 0.0 < spec.attack_fraction < 1.0:
         raise UserError(f"attack_fraction must be in (0, 1), got {spec.attack_fraction}")
+    if spec.questions_per_fact < 1:
+        raise UserError(f"questions_per_fact must be at least 1, got {spec.questions_per_fact}")
     if spec.eval_entities < 2 or spec.practice_entities < 1:
         raise UserError("the toy world needs at least 2 eval entities and 1 practice entity per domain")
     rng = np.random.default_rng(seed)

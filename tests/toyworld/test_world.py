@@ -9,7 +9,7 @@ from jaxsafe.toyworld.corpus import CorpusSpec, corpus_files, mcq_files, pretrai
 from jaxsafe.toyworld.tokenizer import train_tokenizer
 from jaxsafe.toyworld.world import DOMAINS, WorldSpec, attribute, make_world
 
-SPEC = WorldSpec(eval_entities=10, practice_entities=4)
+SPEC = WorldSpec(eval_entities=10, practice_entities=4, questions_per_fact=2)
 CORPUS = CorpusSpec(mentions=3, mc_renderings=2, cloze_renderings=1, file_docs_per_entity=2)
 
 
@@ -43,8 +43,9 @@ def test_bad_specs_are_user_errors():
 
 def test_mcq_files_are_wmdp_schema_and_correct(world):
     files = mcq_files(world)
-    assert len(files["hazard"]) == len(files["hazard_A"]) + len(files["hazard_E"]) == 10 * 4
-    assert len(files["benign"]) == 40 and len(files["practice"]) == 2 * 4 * 4
+    assert len(files["hazard"]) == len(files["hazard_A"]) + len(files["hazard_E"]) == 10 * 4 * 2
+    assert len(files["benign"]) == 80 and len(files["practice"]) == 2 * 4 * 4 * 2
+    assert Counter(Counter(i["fact_id"] for i in files["hazard"]).values()) == {2: 40}  # each fact asked twice
     facts = {(f.entity, f.attribute): f.value for f in world.facts}
     for item in files["hazard"] + files["benign"]:
         assert len(item["choices"]) == 4 and len(set(item["choices"])) == 4
