@@ -39,7 +39,8 @@ CLOZE_TEXT = "{{question.strip()}}\\nAnswer:"
 def task_yaml(name: str, data_file: Path, subject: str, fmt: str) -> str:
     """A harness task in the WMDP template (letter) or its cloze variant, on a local JSONL file."""
     text, choice = (LETTER_TEXT, '["A", "B", "C", "D"]') if fmt == "letter" else (CLOZE_TEXT, '"{{choices}}"')
-    metrics = "  - metric: acc\n" + ("  - metric: acc_norm\n" if fmt == "cloze" else "")
+    metrics = "".join(f"  - metric: {m}\n    aggregation: mean\n    higher_is_better: true\n"
+                      for m in (["acc", "acc_norm"] if fmt == "cloze" else ["acc"]))
     return (
         f"task: {name}\n"
         "dataset_path: json\n"
