@@ -76,7 +76,7 @@ class GNNBisector:
     def load(cls, path: str | Path | None = None) -> "GNNBisector":
         """Load weights (default: the ones shipped in the package)."""
         if path is None:
-            data = resources.files("jaxsafe.graphs").joinpath("weights", WEIGHTS_FILE).read_bytes()
+            data = resources.files("jaxsafe.graphs").joinpath("weights").joinpath(WEIGHTS_FILE).read_bytes()
             source = f"shipped {WEIGHTS_FILE}"
         else:
             path = Path(path)
