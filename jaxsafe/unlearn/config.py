@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 from pathlib import Path
 
 
@@ -36,6 +37,8 @@ class RMUConfig:
     forget/retain corpora and multiple-choice sets.
     ``update``: the trainable parameters as a path selector; default
     ``layers.{layer-2}-{layer}.mlp.down_proj`` (the paper's choice).
+    ``eval_format``: "letter" is WMDP's metric (" A" … " D"); "cloze" scores the answer
+    texts, for models too small to have learned the lettered format.
     ``max_rows``: cap on documents read per corpus (0 = all); RMU makes one pass
     over ``steps × batch_size`` documents per topic anyway.
     """
@@ -47,6 +50,7 @@ class RMUConfig:
     retain: Topic = Topic(name="retain")
     evals: tuple[EvalSet, ...] = ()
     eval_batch_size: int = 32
+    eval_format: Literal["letter", "cloze"] = "letter"
     layer: int = 7
     update: str | None = None
     steering_coef: float = 20.0

@@ -11,8 +11,8 @@ from jaxsafe.unlearn.config import EvalSet, RMUConfig
 _DTYPES = ("float32", "bfloat16", "float16")
 
 
-def evaluate_sets(model, tokenizer, sets: tuple[EvalSet, ...], batch_size: int) -> dict[str, dict]:
-    """Letter-format accuracy (the WMDP/MMLU metric) of every evaluation set: {name: summary}."""
+def evaluate_sets(model, tokenizer, sets: tuple[EvalSet, ...], batch_size: int, fmt: str = "letter") -> dict[str, dict]:
+    """Accuracy of every evaluation set in format ``fmt`` ("letter" is the WMDP/MMLU metric): {name: summary}."""
     from jaxsafe.data.multiple_choice import load_questions
     from jaxsafe.evals.loglik import ScoreOptions
     from jaxsafe.evals.mcq import evaluate_questions
@@ -22,8 +22,8 @@ def evaluate_sets(model, tokenizer, sets: tuple[EvalSet, ...], batch_size: int) 
     out = {}
     for s in sets:
         questions = load_questions(s.data, s.config, subject=s.subject)
-        summary, _ = evaluate_questions(model, tokenizer, questions, opts, formats=("letter",))
-        out[s.name] = {"acc": summary["acc"], "acc_stderr": summary["acc_stderr"], "n": summary["n"]}
+        summary, _ = evaluate_questions(model, tokenizer, questions, opts, formats=(fmt,))
+        out[s.name] = {"acc": summary[fmt]["acc"], "acc_stderr": summary[fmt]["acc_stderr"], "n": summary["n"]}
     return out
 
 
@@ -51,12 +51,12 @@ def unlearn_and_evaluate(cfg: RMUConfig, out: Path, *, resume: bool = False) -> 
     if before_path.exists():
         before = json.loads(before_path.read_text())
     else:
-        before = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size)
+        before = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size, cfg.eval_format)
         atomic_write_json(before_path, before)
     t_train = time.perf_counter()
     model = train_rmu(cfg, model, tokenizer, run)
     train_seconds = time.perf_counter() - t_train
-    after = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size)
+    after = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size, cfg.eval_format)
     save_pretrained(model, run.path / "model", tokenizer=tokenizer)
     results = {
         "before": {k: v["acc"] for k, v in before.items()},
