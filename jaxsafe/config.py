@@ -150,6 +150,11 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             raise UserError(f"{source}: key '{key}' must be a mapping, got {value!r}")
         return dict(value)
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "5e-5" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{source}: key '{key}' must be a number, got {value!r}")
         return float(value)

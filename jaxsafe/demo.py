@@ -22,6 +22,7 @@ DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("graphs", "jaxsafe.graphs.cli:demo"),
     ("optim", "jaxsafe.optim.demo:demo"),
     ("toyworld", "jaxsafe.toyworld.build:demo"),
+    ("rmu", "jaxsafe.unlearn.demo:demo"),
 )
 
 

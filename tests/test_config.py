@@ -34,6 +34,9 @@ def test_defaults_file_and_overrides(tmp_path):
     assert cfg == Train(steps=20, name="x", layer=3, optim=Optim(lr=2.0, betas=(0.8, 0.9)))
     assert isinstance(cfg.optim.lr, float)
     assert load_config(Train) == Train()
+    # YAML 1.1 reads exponents without a dot as strings; float fields accept them
+    assert load_config(Train, write(tmp_path, "optim:\n  lr: 5e-5\n"), []).optim.lr == 5e-5
+    assert load_config(Train, None, ["optim.lr=3e-3"]).optim.lr == 3e-3
     assert config_to_dict(cfg)["optim"]["betas"] == [0.8, 0.9]
     # the saved form loads back to the same config
     assert load_config(Train, write(tmp_path, dump_config(cfg))) == cfg
