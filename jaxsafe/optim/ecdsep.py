@@ -15,10 +15,14 @@ is rescaled by the larger of the two log-magnitudes before it is formed. Sums an
 norms are global over all leaves and accumulated in float32 or wider (float64
 when ``jax_enable_x64`` is on).
 
-Cost. A step reads the stored arrays twice, like Adam: pass 1 takes every global
-sum as a dot of stored arrays (u·u, u·g, g·g, and u·q, g·q, q·q with weight
-decay), from which ‖p_new‖² follows in closed form; pass 2 forms the update and
-the new direction.
+Cost. A step makes two sweeps over memory. Pass 1 takes the global sums as dots of
+stored arrays (u·g and g·g; u·u only with noise or when flagged, see RENORM_EVERY;
+u·q, g·q, q·q with weight decay), from which ‖p_new‖² follows in closed form; pass 2
+writes the new direction and the update, which ``optax.apply_updates`` fuses into
+the parameter write. Without noise and weight decay that is 9 passes over an array
+of the parameters' size: 3 reads in dots, then u, g, p read and u, p written, plus a
+read of the new direction (XLA:CPU does not fuse two outputs into one loop). Adam
+makes 10 (benchmarks/optimizers.py counts them in the compiled HLO).
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ import optax
 from jaxsafe.errors import UserError
 
 NOISE_KINDS = ("gaussian", "hash")
+# Without noise, ‖direction‖² is known in closed form (1, the direction being w/‖w‖)
+# and u·u is measured only at the start, every RENORM_EVERY applied steps (bounding
+# the float rounding drift to ~1e-6 in float32), and after a step whose closed-form
+# ‖w‖² lost digits to cancellation (α² + β²‖G‖² ≥ WELL_CONDITIONED·‖w‖²: the force
+# nearly reversed p).
+RENORM_EVERY = 16
+WELL_CONDITIONED = 10.0
 
 
 class EcdsepState(NamedTuple):
@@ -48,6 +59,10 @@ class EcdsepState(NamedTuple):
         is taken at the next step), shaped like the parameters, float32 or wider.
       log_p2: ``log |p|²`` (``-inf`` while ``p = 0``).
       log_energy: ``log E``, fixed at the first applied step.
+      direction_norm2: ``‖direction‖²`` where the last applied step knows it in
+        closed form (ν = 0 and a well-conditioned ``‖w‖²``: 1, or 0 for a zero
+        direction); NaN where it must be measured (noise, start, ill-conditioned
+        step, and every ``RENORM_EVERY`` applied steps).
       key: PRNG key (raw ``uint32[2]``) the noise is derived from.
       skipped: whether the last call was skipped (non-positive or non-finite
         ``F̃``, ``V ≤ eps2``, or a non-finite step).
@@ -58,6 +73,7 @@ class EcdsepState(NamedTuple):
     direction: optax.Updates
     log_p2: jax.Array
     log_energy: jax.Array
+    direction_norm2: jax.Array
     key: jax.Array
     skipped: jax.Array
     num_skipped: jax.Array
@@ -153,6 +169,7 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
             direction=jax.tree.map(lambda q: jnp.zeros(q.shape, _wide(q.dtype)), params),
             log_p2=jnp.full([], -jnp.inf, sdt),
             log_energy=jnp.zeros([], sdt),
+            direction_norm2=jnp.full([], jnp.nan, sdt),
             key=jax.random.PRNGKey(seed),
             skipped=jnp.zeros([], bool),
             num_skipped=jnp.zeros([], jnp.int32),
@@ -182,7 +199,12 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
         def dot(a, b):
             return sum(_contract(x, y, sdt) for x, y in zip(a, b))
 
-        gg, uu, ug = dot(wide_g, wide_g), dot(old_dirs, old_dirs), dot(old_dirs, wide_g)
+        gg, ug = dot(wide_g, wide_g), dot(old_dirs, wide_g)
+        if no_noise:  # u·u is known unless flagged: skip that pass (lax.cond reads u only when needed)
+            measure = jnp.isnan(state.direction_norm2) | (state.count % RENORM_EVERY == 0)
+            uu = jax.lax.cond(measure, lambda us: dot(us, us), lambda us: state.direction_norm2, old_dirs)
+        else:
+            uu = dot(old_dirs, old_dirs)
         uu, ug = jnp.where(first, gg, uu), jnp.where(first, -gg, ug)
         if no_decay:
             qq, u_force, force2 = jnp.zeros([], sdt), ug, gg  # force G = g
@@ -244,6 +266,13 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
                 zs = [z.astype(dt) for z, (_, dt) in zip(treedef.flatten_up_to(noise), shapes_dtypes)]
             nu_ = jnp.asarray(nu, sdt)
 
+        # ‖new direction‖² = w2_true/w2; the closed form's rounding, ~eps·(α² + β²‖G‖²),
+        # is negligible unless the force nearly reverses p (w2 ≪ α² + β²‖G‖²).
+        if no_noise:
+            conditioned = (a_unit**2 + beta * beta * force2) < WELL_CONDITIONED * w2
+            new_norm2 = jnp.where(w2 > 0, jnp.where(conditioned, 1.0, jnp.nan), 0.0).astype(sdt)
+        else:
+            new_norm2 = jnp.full([], jnp.nan, sdt)
         applied = (ft > 0) & jnp.isfinite(ft) & (log_v > le2) & jnp.isfinite(log_e) & jnp.isfinite(w2) & jnp.isfinite(step_len) & jnp.isfinite(uu)
         # The update is read back from the new direction (step·(u_new − ν·z) = k·w), so
         # no fusion reads the old direction after its buffer is overwritten in place.
@@ -259,6 +288,7 @@ def _build(learning_rate, eta, f0, nu, s, delta_energy, weight_decay, conserve_e
             direction=treedef.unflatten(new_dirs),
             log_p2=jnp.where(applied, 2.0 * log_r, state.log_p2),
             log_energy=jnp.where(applied, log_e, state.log_energy),
+            direction_norm2=jnp.where(applied, new_norm2, state.direction_norm2),
             key=state.key,
             skipped=~applied,
             num_skipped=state.num_skipped + (~applied).astype(jnp.int32),

@@ -257,6 +257,34 @@ def test_noise_replay_and_own_draws_agree():
     assert float(state.log_p2) == pytest.approx(float(det[0].log_p2), rel=1e-6)
 
 
+def test_nu0_closed_form_direction_norm_equals_measuring_it():
+    # ν = 0 skips the u·u pass (‖direction‖² is known in closed form); a traced ν = 0
+    # takes the noisy code path, which measures u·u every step. 150 steps cross the
+    # periodic re-measurement (every 64) and Rosenbrock's turning points.
+    with jax.enable_x64(True):
+        x0 = jnp.array([-1.5, 2.0, 0.5])
+        tracked, st = run(ecdsep(0.05, 1.0, nu=0.0), rosen, x0, 150)
+        measured, _ = run(ecdsep(0.05, 1.0, nu=jnp.float64(0.0)), rosen, x0, 150)
+        np.testing.assert_allclose(tracked, measured, rtol=1e-10, atol=1e-12)
+        for s in st:
+            n2 = float(jnp.sum(s.direction**2))
+            assert np.isnan(float(s.direction_norm2)) or abs(n2 - float(s.direction_norm2)) < 1e-12
+
+
+def test_nu0_reversal_flags_direction_norm_for_measurement():
+    # A 1-D oscillator turns around every few steps: there the force nearly cancels
+    # p, the closed-form ‖w‖² loses digits, and the next step must measure u·u.
+    def loss(x):
+        return jnp.sum(x**2) + 0.5
+
+    _, st = run(ecdsep(0.3, 1.0, nu=0.0), loss, jnp.array([1.0], jnp.float32), 60)
+    flags = np.array([np.isnan(float(s.direction_norm2)) for s in st])
+    assert flags.any() and not flags.all()
+    for s in st:
+        if not np.isnan(float(s.direction_norm2)):
+            assert abs(float(jnp.sum(s.direction**2)) - float(s.direction_norm2)) < 3e-6
+
+
 def test_hash_noise_is_standardized_and_fresh_each_step():
     opt = ecdsep_hash_noise(0.05, 1.0, nu=1.0)
     x = jnp.zeros(200_000)
