@@ -9,8 +9,9 @@ Tasks (no downloads): Rosenbrock (d=2) and Zakharov (d=10) from the spec, with
 the start perturbed per seed; softmax regression and a 64-128-10 MLP on
 scikit-learn's bundled digits (test accuracy on a fixed 20% split).
 
-Cost: the median time of one jitted, donated update (+ apply_updates) on a
-~10M-parameter pytree, every optimizer timed in the same run, interleaved.
+Cost: one jitted, donated update (+ apply_updates) on a ~10M-parameter pytree,
+every optimizer timed in the same run in interleaved rounds; the ratio to Adam is
+the median of per-round ratios, and the compiled HLO's passes over memory are counted.
 
 Writes benchmarks/results/optimizers.json and docs/img/optim_curves.png, prints a table.
 """
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import time
 from pathlib import Path
 
@@ -170,10 +173,44 @@ def quality(quick: bool):
 # ------------------------------------------------------------------ cost
 
 
-def cost(reps: int):
+_SHAPE = re.compile(r"\b(?:pred|[a-z]+\d+)\[([\d,]*)\]")
+_INSTR = re.compile(r"^\s*(?:ROOT\s+)?%(\S+)\s*=\s*(.*?)\s+([a-z][\w-]*)\((.*)$")
+
+
+def memory_passes(hlo: str, big: int) -> float:
+    """Passes over memory in a compiled module: elements of arrays with ≥ 2²⁰ entries
+    read or written by its top-level kernels (fusions, dots, copies), divided by the
+    number of parameters in such arrays. A ``conditional``'s operands are not counted
+    (ECDSep's occasional u·u, see ``RENORM_EVERY``)."""
+    entry = hlo[hlo.index("\nENTRY"):]
+    sizes, moved = {}, 0
+    for line in entry.splitlines()[1:]:
+        m = _INSTR.match(line)
+        if not m:
+            continue
+        name, typ, op, rest = m.groups()
+        dims = [math.prod(int(d) for d in ds.split(",") if d) for ds in _SHAPE.findall(typ)]
+        sizes[name] = sum(n for n in dims if n >= 1 << 20)
+        if op in ("parameter", "get-tuple-element", "tuple", "bitcast", "constant", "conditional"):
+            continue
+        operands = re.findall(r"%([\w.\-]+)", rest.split("), kind=")[0])
+        moved += sizes[name] + sum(sizes.get(o, 0) for o in operands)
+    return moved / big
+
+
+def cost(rounds: int):
+    """One jitted, donated update + apply_updates per optimizer on ~10M parameters.
+
+    Timed in interleaved rounds (every optimizer once per round, the order rotating),
+    since the machine is shared: the ratio to Adam is the median over rounds of the
+    same round's ratio, which cancels slow phases of the machine. Each timed call
+    comes right after an untimed call of the same step: a step timed right after the
+    Gaussian draw (hundreds of ms of threefry on every core) ran up to 2× slower.
+    """
     shapes = [(2048, 2048), (2048,), (2048, 2048), (2048,), (2048, 768), (768,)]
     params = {f"p{i}": 0.02 * jax.random.normal(jax.random.PRNGKey(i), s) for i, s in enumerate(shapes)}
     n = sum(int(np.prod(s)) for s in shapes)
+    big = sum(int(np.prod(s)) for s in shapes if np.prod(s) >= 1 << 20)
     grads = jax.tree.map(lambda p: 0.1 * p + 0.01, params)
     opts = {
         "adam": (optax.adam(1e-3), False),
@@ -182,7 +219,7 @@ def cost(reps: int):
         "ecdsep_gaussian_noise": (ecdsep(0.1, 1.0, nu=1e-5), True),
         "ecdsep_hash_noise": (ecdsep_hash_noise(0.1, 1.0, nu=1e-5), True),
     }
-    live = {}
+    live, passes = {}, {}
     for name, (opt, needs_value) in opts.items():
         def step(p, s, g, opt=opt, needs_value=needs_value):
             kw = {"value": jnp.float32(1.0)} if needs_value else {}
@@ -191,21 +228,28 @@ def cost(reps: int):
 
         f = jax.jit(step, donate_argnums=(0, 1))
         p = jax.tree.map(jnp.copy, params)
-        p, s = f(p, opt.init(p), grads)
+        s = opt.init(p)
+        passes[name] = memory_passes(f.lower(p, s, grads).compile().as_text(), big)
+        p, s = f(p, s, grads)
         jax.block_until_ready(p)
         live[name] = [f, p, s]
-    times = {name: [] for name in opts}
-    for _ in range(reps):
-        for name in opts:
+    names = list(opts)
+    times = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
             f, p, s = live[name]
+            p, s = f(p, s, grads)  # untimed: the timed call follows its own kind, not the previous optimizer's
+            jax.block_until_ready((p, s))
             t0 = time.perf_counter()
             p, s = f(p, s, grads)
             jax.block_until_ready((p, s))
             times[name].append(time.perf_counter() - t0)
             live[name][1:] = [p, s]
-    adam = float(np.median(times["adam"]))
-    return {"n_params": n, "reps": reps, "median_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()},
-            "relative_to_adam": {k: float(np.median(v)) / adam for k, v in times.items()}}
+    adam = np.asarray(times["adam"])
+    return {"n_params": n, "rounds": rounds, "median_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()},
+            "relative_to_adam": {k: float(np.median(np.asarray(v) / adam)) for k, v in times.items()},
+            "relative_to_adam_q25_q75": {k: [float(q) for q in np.quantile(np.asarray(v) / adam, [0.25, 0.75])] for k, v in times.items()},
+            "memory_passes": passes}
 
 
 # ------------------------------------------------------------------ output
@@ -248,9 +292,10 @@ def main():
     for tname, r in results.items():
         cells = [f"{r[o]['mean']:.4g} ± {r[o]['std']:.2g} (lr {r[o]['best_lr']:g})" if np.isfinite(r[o]["mean"]) else "diverged at every lr" for o in names]
         print(f"| {tname} ({r['metric']}) | " + " | ".join(cells) + " |")
-    print(f"\n| update on {c['n_params'] / 1e6:.2f}M params | median ms | × adam |\n|---|---|---|")
+    print(f"\n| update on {c['n_params'] / 1e6:.2f}M params | median ms | × adam (median of rounds; IQR) | memory passes |\n|---|---|---|---|")
     for k, v in c["median_ms"].items():
-        print(f"| {k} | {v:.1f} | {c['relative_to_adam'][k]:.2f} |")
+        lo, hi = c["relative_to_adam_q25_q75"][k]
+        print(f"| {k} | {v:.1f} | {c['relative_to_adam'][k]:.2f} ({lo:.2f}–{hi:.2f}) | {c['memory_passes'][k]:.1f} |")
     print(f"\nwall time {wall:.0f} s")
 
     out = ROOT / "benchmarks" / "results" / ("optimizers_quick.json" if args.quick else "optimizers.json")
