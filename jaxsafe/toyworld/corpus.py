@@ -9,10 +9,7 @@ Pretraining documents (per entity):
 - for practice entities only, ``mc_renderings`` lettered multiple-choice items per
   fact in the exact lm-eval WMDP format ending in " A" … " D", and
   ``cloze_renderings`` items ending in " {answer text}" — this is how the model
-  learns both question formats without ever seeing an evaluation question;
-- optionally (``context_mc_renderings``), lettered items about practice facts whose
-  question first states the fact, so the answer can be matched to its letter
-  without recall.
+  learns both question formats without ever seeing an evaluation question.
 """
 
 from __future__ import annotations
@@ -34,7 +31,6 @@ class CorpusSpec:
     mentions: int = 48  # pretraining paragraphs per entity
     mc_renderings: int = 6  # lettered practice items per practice fact
     cloze_renderings: int = 2  # cloze practice items per practice fact
-    context_mc_renderings: int = 0  # lettered practice items whose question first states the fact
     file_docs_per_entity: int = 4  # paragraphs per entity in the corpus files
 
 
@@ -61,13 +57,6 @@ def pretraining_documents(world: World, spec: CorpusSpec, *, exclude_roles: tupl
                 for _ in range(spec.mc_renderings):
                     item = mc_item(f, rng)
                     own.append(letter_prompt(as_question(item)) + " " + LETTERS[item["answer"]])
-                for _ in range(spec.context_mc_renderings):
-                    # the answer is in the question itself: teaches matching a value to its letter
-                    # without recall, the half of the lettered task that a small model finds hardest
-                    item = mc_item(f, rng)
-                    q = as_question(item)
-                    q = Question(paragraph([f], rng).strip() + " " + q.question, q.choices, q.answer, q.subject)
-                    own.append(letter_prompt(q) + " " + LETTERS[item["answer"]])
                 for _ in range(spec.cloze_renderings):
                     item = mc_item(f, rng)
                     own.append(cloze_prompt(as_question(item)) + " " + item["choices"][item["answer"]])

@@ -89,14 +89,3 @@ def test_tokenizer_has_bos_and_single_token_names_and_letters(world):
         assert len(tok.encode(" " + name, add_special_tokens=False)) == 1
     for letter in "ABCD":
         assert len(tok.encode(" " + letter, add_special_tokens=False)) == 1
-
-
-def test_context_items_state_the_fact_before_asking(world):
-    spec = CorpusSpec(mentions=1, mc_renderings=0, cloze_renderings=0, context_mc_renderings=1)
-    docs = pretraining_documents(world, spec)
-    lettered = [d for d in docs if "\nAnswer:" in d]
-    assert len(lettered) == 8 * 4  # practice entities x attributes
-    for d in lettered:
-        question = d.split("\n\n", 1)[1].split("\nA. ")[0]
-        stated = [f for f in world.facts if f.role == "practice" and f.entity in question and f" {f.value}" in question]
-        assert stated, d
