@@ -10,7 +10,9 @@
   for small graphs; ``auto`` picks the faster solver by size: ARPACK in
   shift-invert mode up to 2·10⁵ vertices (spec: 4.4 s at n = 1e5 vs LOBPCG's
   5.8 s), LOBPCG (tol 1e-4, block of 2, deflating the known null vector) above
-  — shift-invert's sparse LU ran over 7 minutes at n = 1e6 here.
+  — at n = 1e6 shift-invert's sparse LU was stopped after 7 minutes here,
+  while unpreconditioned LOBPCG finished in 19 minutes (so which is faster at
+  that size is not established; both are slow without a preconditioner).
 * **Scotch** is optional in the spec (Debian's library through ctypes); it is
   not installed on this machine, so it is not offered.
 """
