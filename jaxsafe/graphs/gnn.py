@@ -113,11 +113,13 @@ class GNNBisector:
         """Fiedler estimate ``f`` and side probabilities ``y [n, 2]`` of a connected graph.
 
         Returns ``(f, y, seconds)`` with the wall time split into ``hierarchy``
-        (coarsening and padding) and ``network`` (both modules).
+        (coarsening and padding) and ``network`` (both modules). Runs on the
+        ELL inference layout (``pad_levels(..., ell=True)``; equal to the
+        edge layout within float32 rounding, tested).
         """
         t0 = time.perf_counter()
         h = self.hierarchy(adj, seed)
-        levels = pad_levels(h)
+        levels = pad_levels(h, ell=True)
         t1 = time.perf_counter()
         f = self.fiedler(h, levels)
         y = self.probabilities(levels, f)

@@ -7,14 +7,40 @@ have weight 0 and point at padding nodes, so weights double as the edge mask
 (real edges always have weight > 0, see :func:`jaxsafe.graphs.io.clean_adjacency`).
 Node features are passed separately as ``x`` (``[N, F]``); ``graph.nodes`` is
 not used, so one padded graph serves every layer of a network.
+
+:class:`SAGEConv` also accepts an :class:`EllGraph` (the inference layout built
+by :func:`jaxsafe.graphs.batching.pad_levels` with ``ell=True``): the same
+aggregation, with each node's first ``K`` incoming edges stored as dense
+``[N, K]`` slots (ELL format) and only the rest as an edge list (COO). On CPU,
+XLA's scatter-add over a whole edge list is the slow part of inference; ``K``
+row gathers are several times faster (measured on 10⁵ Delaunay vertices × 32
+features, padded to 131,072: 133 ms for gather + scatter-add, 12 ms for 8 row
+gathers). Pure JAX, so it jits and differentiates like the edge layout.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import jraph
 from flax import nnx
+
+
+class EllGraph(NamedTuple):
+    """A padded graph in ELL + COO form: ``neighbours[i, :]`` are the first ``K`` senders into ``i``.
+
+    Empty slots point at the last (padding) node with weight 0; the remaining
+    edges are ``senders → receivers`` with ``edges`` weights, padded like
+    ``jraph.pad_with_graphs`` pads (weight 0, last node).
+    """
+
+    neighbours: jax.Array  # int32[N, K]
+    weights: jax.Array  # float32[N, K]
+    senders: jax.Array  # int32[M]
+    receivers: jax.Array  # int32[M]
+    edges: jax.Array  # float32[M]
 
 
 def neighbour_sum(graph: jraph.GraphsTuple, x: jax.Array, weights: jax.Array) -> jax.Array:
@@ -48,10 +74,16 @@ class SAGEConv(nnx.Module):
         self.lin_self = nnx.Linear(in_features, out_features, use_bias=False, rngs=rngs)
         self.weighted = weighted
 
-    def __call__(self, graph: jraph.GraphsTuple, x: jax.Array) -> jax.Array:
+    def __call__(self, graph: jraph.GraphsTuple | EllGraph, x: jax.Array) -> jax.Array:
         w = edge_weights(graph, self.weighted)
         total = degrees(graph, x.shape[0], self.weighted)
-        mean = neighbour_sum(graph, x, w) / jnp.maximum(total, 1e-30)[:, None]
+        summed = neighbour_sum(graph, x, w)
+        if isinstance(graph, EllGraph):
+            slots = graph.weights if self.weighted else (graph.weights > 0).astype(graph.weights.dtype)
+            total = total + slots.sum(axis=1)
+            for k in range(slots.shape[1]):
+                summed = summed + slots[:, k, None] * x[graph.neighbours[:, k]]
+        mean = summed / jnp.maximum(total, 1e-30)[:, None]
         return self.lin_neigh(mean) + self.lin_self(x)
 
 

@@ -70,3 +70,17 @@ def test_shipped_weights_partition_well():
         metis = evaluate(adj, bisect(adj, "metis"))["normalized_cut"]
         ratios.append(evaluate(adj, bisect(adj, "gnn", model=model))["normalized_cut"] / metis)
     assert max(ratios) < 1.25, ratios
+
+
+def test_ell_layout_matches_edge_layout(random_model):
+    """The inference layout (ELL slots + overflow edge list) gives the edge layout's outputs."""
+    adj, _ = delaunay(3000, seed=4)
+    h = random_model.hierarchy(adj)
+    edge_levels, ell_levels = pad_levels(h), pad_levels(h, ell=True)
+    assert ell_levels[0].graph.neighbours.shape[1] == 8 and ell_levels[0].graph.senders.shape[0] > 8  # both parts used
+    f_edge, f_ell = random_model.fiedler(h, edge_levels), random_model.fiedler(h, ell_levels)
+    np.testing.assert_allclose(f_ell, f_edge, atol=1e-5)
+    np.testing.assert_allclose(random_model.probabilities(ell_levels, f_edge),
+                               random_model.probabilities(edge_levels, f_edge), atol=1e-5)
+    f, y, _ = random_model.predict(adj)  # predict runs on the ELL layout
+    np.testing.assert_allclose(f, f_edge, atol=1e-5)

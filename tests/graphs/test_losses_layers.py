@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from jaxsafe.graphs.batching import _ell_graph, ell_slots
+from jaxsafe.graphs.coarsen import Level
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.io import clean_adjacency, to_graphs_tuple
 from jaxsafe.graphs.layers import GATConv, SAGEConv
@@ -102,3 +104,27 @@ def test_gat_matches_dense_attention_and_ignores_padding():
     padded = _pad(g, 7, 16)
     xp = np.concatenate([x, np.ones((3, 3), np.float32)])
     np.testing.assert_allclose(jax.jit(conv)(padded, jnp.asarray(xp))[:4], want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("weighted", [True, False])
+def test_sage_ell_layout_equals_edge_layout(weighted):
+    """SAGEConv on an EllGraph (K slots + overflow edges) equals the GraphsTuple result, with a high-degree hub."""
+    rng = np.random.default_rng(0)
+    a = (rng.random((30, 30)) < 0.15) * rng.random((30, 30))
+    a[0, 1:] = 1 + rng.random(29)  # vertex 0 has 29 neighbours: overflow edges
+    adj = clean_adjacency(a)
+    k = ell_slots(np.diff(adj.indptr))
+    assert k < 29
+    conv = SAGEConv(3, 4, weighted=weighted, rngs=nnx.Rngs(0))
+    x = jnp.asarray(rng.standard_normal((40, 3)), jnp.float32)
+    edge = jraph.pad_with_graphs(to_graphs_tuple(adj), 40, 1024)
+    ell = _ell_graph(Level(adj, np.ones(30), None), 40)
+    assert ell.neighbours.shape == (40, k)
+    np.testing.assert_allclose(conv(ell, x)[:30], conv(edge, x)[:30], atol=1e-5)
+
+
+def test_ell_slots_cost_model():
+    assert ell_slots(np.full(100, 6)) == 8
+    assert ell_slots(np.full(100, 3)) == 4
+    assert ell_slots(np.array([4] * 99 + [200])) == 4  # one hub goes to the edge list
+    assert ell_slots(np.zeros(2, int)) == 4
