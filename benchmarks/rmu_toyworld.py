@@ -73,10 +73,10 @@ def plot(results: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4.5))
     base = next(iter(results["seeds"].values()))["before"]
     ax.scatter([100 * base["hazard"]], [100 * base["benign"]], marker="*", s=200, color="black", label="base model")
-    for row in results["sweep"]:
+    for i, row in enumerate(results["sweep"]):
         ax.scatter(100 * row["hazard"], 100 * row["benign"], color="tab:blue")
         ax.annotate(f"c={row['steering_coef']:g}, α={row['alpha']:g}", (100 * row["hazard"], 100 * row["benign"]),
-                    textcoords="offset points", xytext=(4, 3), fontsize=7)
+                    textcoords="offset points", xytext=(4, (3, -9, 9)[i % 3]), fontsize=7)  # staggered: neighbours share rows
     for s in results["seeds"].values():
         ax.scatter(100 * s["after"]["hazard"], 100 * s["after"]["benign"], marker="x", color="tab:red")
     ax.scatter([], [], marker="x", color="tab:red", label="default config, 3 seeds")
