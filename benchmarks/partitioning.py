@@ -10,6 +10,10 @@ writes benchmarks/results/partitioning.json and docs/img/graphs_time_vs_n.png.
 
     python benchmarks/partitioning.py            # full run
     python benchmarks/partitioning.py --quick    # 10 graphs, n = 1e5 only
+    python benchmarks/partitioning.py --large-only --reuse-spectral-above 200000
+        # re-run only n = 1e5 and 1e6 and merge into the existing JSON (test set kept); spectral rows
+        # above the given n are copied from that JSON (marked "reused") instead of re-running LOBPCG (~20 min)
+    python benchmarks/partitioning.py --reuse-spectral-above 200000   # full run, spectral 1e6 reused
 """
 
 from __future__ import annotations
@@ -55,8 +59,25 @@ def main() -> None:
     ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partitioning.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "graphs_time_vs_n.png")
+    ap.add_argument("--large-only", action="store_true", help="only the large graphs; keep the test set of --out")
+    ap.add_argument("--reuse-spectral-above", type=int, default=None,
+                    help="copy spectral rows for larger n from the existing --out instead of re-running")
     args = ap.parse_args()
     model = GNNBisector.load(args.weights)
+    previous = json.loads(args.out.read_text()) if args.large_only or args.reuse_spectral_above else None
+    if args.large_only:
+        large = run_large([100_000, 1_000_000], model, previous, args.reuse_spectral_above)
+        previous["large"] = {str(n): rows for n, rows in large.items()}
+        previous["large_command"] = ("python benchmarks/partitioning.py --large-only"
+                                     + (f" --reuse-spectral-above {args.reuse_spectral_above}"
+                                        if args.reuse_spectral_above else ""))
+        print_large(large)
+        atomic_write_json(args.out, previous)
+        ts = previous["test_set"]
+        test_set = [(int(n), w, 0) for w in ts["widths"] for n in ts["sizes"]]
+        plot(ts["per_graph"], test_set, large, args.plot)
+        print(f"\nwrote {args.out} and {args.plot}")
+        return
 
     count = 5 if args.quick else 25
     sizes = np.unique(np.round(np.geomspace(100, 10000, count)).astype(int))
@@ -82,33 +103,18 @@ def main() -> None:
             "median_seconds": float(np.median([r["seconds"] for r in rs])),
         }
 
-    large = {}
-    for n in ([100_000] if args.quick else [100_000, 1_000_000]):
-        t0 = time.perf_counter()
-        adj, _ = delaunay(n, seed=n)
-        print(f"generated n={n} in {time.perf_counter() - t0:.1f} s", flush=True)
-        large[n] = {}
-        for name, method, refine in ROWS:
-            large[n][name] = measure(adj, method, refine, model, repeats=2 if method == "gnn" else 1)
-            r = large[n][name]
-            print(f"  {name:28s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
-                  f"{ {k: round(v, 3) for k, v in r['breakdown'].items()} }", flush=True)
+    large = run_large([100_000] if args.quick else [100_000, 1_000_000], model, previous, args.reuse_spectral_above)
 
     print(f"\nTest set: {len(test_set)} Delaunay graphs, n {sizes[0]}..{sizes[-1]}, unit square and [0,5]x[0,1]")
     print(f"{'method':30s} {'median NC':>10s} {'NC/METIS':>9s} {'balance':>8s} {'cut':>7s} {'seconds':>9s}")
     for name, s in summary.items():
         print(f"{name:30s} {s['median_normalized_cut']:10.4f} {s['median_nc_ratio_to_metis']:9.3f} "
               f"{s['median_balance']:8.3f} {s['median_cut']:7.1f} {s['median_seconds']:9.4f}")
-    for n, rows in large.items():
-        spectral_s = rows["spectral (eigsh/lobpcg + sweep)"]["seconds"]
-        metis_s = rows["metis"]["seconds"]
-        print(f"\nn = {n:,}")
-        for name, r in rows.items():
-            print(f"{name:30s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
-                  f"spectral/this {spectral_s / r['seconds']:6.1f}x  this/metis {r['seconds'] / metis_s:6.2f}x")
+    print_large(large)
 
     results = {
-        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else "")
+        + (f" --reuse-spectral-above {args.reuse_spectral_above}" if args.reuse_spectral_above else ""),
         "machine": f"{platform.processor() or platform.machine()}, shared 2-core CPU",
         "weights": str(args.weights) if args.weights else "shipped",
         "runtime": "best of 2 runs (excludes one-time compilation); metis/spectral on n>=1e5: 1 run",
@@ -119,6 +125,36 @@ def main() -> None:
     atomic_write_json(args.out, results)
     plot(per_graph, test_set, large, args.plot)
     print(f"\nwrote {args.out} and {args.plot}")
+
+
+def run_large(sizes, model, previous=None, reuse_spectral_above=None) -> dict:
+    """Bisect Delaunay graphs of the given sizes (unit square) with every method; gnn rows best of 2."""
+    large = {}
+    for n in sizes:
+        t0 = time.perf_counter()
+        adj, _ = delaunay(n, seed=n)
+        print(f"generated n={n} in {time.perf_counter() - t0:.1f} s", flush=True)
+        large[n] = {}
+        for name, method, refine in ROWS:
+            if method == "spectral" and reuse_spectral_above is not None and n > reuse_spectral_above:
+                large[n][name] = {**previous["large"][str(n)][name], "reused": True}
+            else:
+                large[n][name] = measure(adj, method, refine, model, repeats=2 if method == "gnn" else 1)
+            r = large[n][name]
+            print(f"  {name:28s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
+                  f"{ {k: round(v, 3) for k, v in r['breakdown'].items()} }", flush=True)
+    return large
+
+
+def print_large(large) -> None:
+    for n, rows in large.items():
+        spectral_s = rows["spectral (eigsh/lobpcg + sweep)"]["seconds"]
+        metis_s = rows["metis"]["seconds"]
+        print(f"\nn = {n:,}")
+        for name, r in rows.items():
+            print(f"{name:30s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
+                  f"spectral/this {spectral_s / r['seconds']:6.1f}x  this/metis {r['seconds'] / metis_s:6.2f}x"
+                  + ("  (reused from the previous run)" if r.get("reused") else ""))
 
 
 def plot(per_graph, test_set, large, path: Path) -> None:

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.linalg import eigsh
 from flax import nnx
 
 from jaxsafe.graphs.batching import PaddedLevel
@@ -87,14 +88,26 @@ def sym_laplacian(adj: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]:
     return lap.tocsr(), s
 
 
+DENSE_EIGH_MAX = 256  # above this many vertices the start eigenvectors come from sparse shift-invert ARPACK
+
+
 def coarsest_features(level: Level, kind: str, num_nodes: int) -> np.ndarray:
-    """Start features: the two lowest Laplacian eigenvectors of the coarsest graph, ×√n_c, padded."""
+    """Start features: the two lowest Laplacian eigenvectors of the start graph, ×√n_c, padded.
+
+    The start graph is the coarsest level in training; at inference on deep
+    hierarchies it can be a finer one (``ModelConfig.max_up_levels``), with up
+    to a few thousand vertices, hence sparse ARPACK (shift-invert just below 0,
+    ``L_sym`` is positive semi-definite) above ``DENSE_EIGH_MAX`` vertices.
+    """
     if kind not in LAPLACIANS:
         raise ValueError(f"unknown Laplacian '{kind}'")
     n = level.n
     lap, s = sym_laplacian(level.adj)
-    _, vecs = np.linalg.eigh(lap.toarray())
-    vecs = vecs[:, :2]
+    if n > DENSE_EIGH_MAX:
+        vals, vecs = eigsh(lap, k=2, sigma=-1e-3, which="LM", v0=np.sqrt(np.maximum(1.0 - lap.diagonal(), 0) + 1.0))
+        vecs = vecs[:, np.argsort(vals)]
+    else:
+        vecs = np.linalg.eigh(lap.toarray())[1][:, :2]
     if kind == "rw":
         vecs = vecs * s[:, None]
         vecs /= np.maximum(np.linalg.norm(vecs, axis=0), 1e-30)

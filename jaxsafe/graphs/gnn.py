@@ -41,6 +41,12 @@ class ModelConfig:
     coarsest_size: int = 16
     embed_hidden: int = 32
     part_hidden: int = 16
+    # Inference: the embedding module runs at most this many levels up. On deeper
+    # hierarchies it starts from the exact eigenvectors of level `max_up_levels`
+    # (counted from the top) instead of the coarsest: the shipped weights were
+    # trained on n <= 2000 (<= 8 levels up from 16 vertices), and running them
+    # through 16 levels at n = 1e5 misplaced the cut (balance 2.7; docs/graphs.md).
+    max_up_levels: int = 8
 
 
 def partition_input(f: np.ndarray | jax.Array, mask, n) -> jax.Array:
@@ -132,10 +138,14 @@ class GNNBisector:
         return self._compiled
 
     def fiedler(self, h: Hierarchy, levels: list[PaddedLevel]) -> np.ndarray:
-        """Run the embedding module level by level; Fiedler estimate of the finest graph."""
+        """Run the embedding module level by level; Fiedler estimate of the finest graph.
+
+        Starts at level ``min(depth − 1, max_up_levels)`` (see :class:`ModelConfig`).
+        """
         emb, _ = self._modules()
-        x0 = coarsest_features(h.coarsest, self.config.laplacian, levels[-1].mask.shape[0])
-        q = np.asarray(embed(emb, levels, x0), np.float64)[: h.levels[0].n]
+        start = min(h.depth - 1, self.config.max_up_levels)
+        x0 = coarsest_features(h.levels[start], self.config.laplacian, levels[start].mask.shape[0])
+        q = np.asarray(embed(emb, levels[: start + 1], x0), np.float64)[: h.levels[0].n]
         return fiedler_from_embedding(h.levels[0].adj, q, self.config.laplacian)
 
     def probabilities(self, levels: list[PaddedLevel], f: np.ndarray) -> np.ndarray:

@@ -1,5 +1,7 @@
 """GNN modules: training and inference drivers agree, weights round-trip, shipped weights work."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,9 @@ from flax import nnx
 
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.batching import group_sizes, pad_levels
-from jaxsafe.graphs.embedding import coarsest_features, embed
+import jaxsafe.graphs.embedding as embedding_module
+from jaxsafe.graphs.coarsen import Level
+from jaxsafe.graphs.embedding import coarsest_features, embed, fiedler_from_embedding
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector, partition_input
 from jaxsafe.graphs.partition import bisect, evaluate
@@ -84,3 +88,30 @@ def test_ell_layout_matches_edge_layout(random_model):
                                random_model.probabilities(edge_levels, f_edge), atol=1e-5)
     f, y, _ = random_model.predict(adj)  # predict runs on the ELL layout
     np.testing.assert_allclose(f, f_edge, atol=1e-5)
+
+
+def test_fiedler_starts_at_most_max_up_levels_below_the_top(random_model):
+    """Deep hierarchies: the embedding starts from the exact eigenvectors of level max_up_levels."""
+    adj, _ = delaunay(2000, seed=5)
+    h = random_model.hierarchy(adj)
+    levels = pad_levels(h, ell=True)
+    model = GNNBisector(dataclasses.replace(random_model.config, max_up_levels=3), random_model.embedding,
+                        random_model.partition)
+    assert h.depth > 4
+    x0 = coarsest_features(h.levels[3], "sym", levels[3].mask.shape[0])
+    q = np.asarray(embed(random_model._modules()[0], levels[:4], x0), np.float64)[: adj.shape[0]]
+    np.testing.assert_allclose(model.fiedler(h, levels), fiedler_from_embedding(adj, q, "sym"), atol=1e-6)
+    deep = GNNBisector(dataclasses.replace(random_model.config, max_up_levels=100), random_model.embedding,
+                       random_model.partition)
+    assert not np.allclose(np.abs(deep.fiedler(h, levels)), np.abs(model.fiedler(h, levels)), atol=1e-3)
+
+
+def test_start_features_sparse_solver_matches_dense(monkeypatch):
+    """Above DENSE_EIGH_MAX vertices the start eigenvectors come from ARPACK: same subspace as eigh."""
+    adj, _ = delaunay(600, seed=6)
+    level = Level(adj, np.ones(600), None)
+    sparse = coarsest_features(level, "sym", 640)
+    monkeypatch.setattr(embedding_module, "DENSE_EIGH_MAX", 10**6)
+    dense = coarsest_features(level, "sym", 640)
+    for c in range(2):  # eigenvectors up to sign
+        assert abs(sparse[:, c] @ dense[:, c]) / (np.linalg.norm(sparse[:, c]) * np.linalg.norm(dense[:, c])) > 1 - 1e-6
