@@ -80,10 +80,15 @@ def embed(call, levels: list[PaddedLevel], x0: jax.Array, depth: jax.Array | Non
     return call("head", levels[0], x)
 
 
+def inv_sqrt_degree(adj: sp.spmatrix) -> np.ndarray:
+    """``D^{-1/2}`` as a vector (0 for isolated vertices)."""
+    d = np.asarray(adj.sum(axis=1)).ravel()
+    return np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-300)), 0.0)
+
+
 def sym_laplacian(adj: sp.spmatrix) -> tuple[sp.csr_matrix, np.ndarray]:
     """``L_sym`` and ``D^{-1/2}`` (0 for isolated vertices)."""
-    d = np.asarray(adj.sum(axis=1)).ravel()
-    s = np.where(d > 0, 1.0 / np.sqrt(np.maximum(d, 1e-300)), 0.0)
+    s = inv_sqrt_degree(adj)
     lap = sp.identity(adj.shape[0], format="csr") - sp.diags(s) @ adj @ sp.diags(s)
     return lap.tocsr(), s
 
@@ -124,13 +129,14 @@ def fiedler_from_embedding(adj: sp.csr_matrix, q: np.ndarray, kind: str) -> np.n
     the non-trivial direction, so the estimate does not depend on the column
     order or rotation the network settled on. Returned with unit norm.
     """
-    lap, s = sym_laplacian(adj)
+    s = inv_sqrt_degree(adj)
     if kind == "sym":
         basis = q
     else:  # columns approximate L_rw eigenvectors: map them to L_sym's (D^{1/2} x)
         basis = q * np.where(s > 0, 1.0 / np.maximum(s, 1e-300), 0.0)[:, None]
         basis, _ = np.linalg.qr(basis)
-    small = basis.T @ (lap @ basis)
+    lap_basis = basis - s[:, None] * (adj @ (s[:, None] * basis))  # L_sym·basis without forming L_sym
+    small = basis.T @ lap_basis
     _, vecs = np.linalg.eigh((small + small.T) / 2)
     f = s * (basis @ vecs[:, -1])
     return f / max(np.linalg.norm(f), 1e-30)
