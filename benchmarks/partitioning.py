@@ -79,9 +79,7 @@ def main() -> None:
         print(f"\nwrote {args.out} and {args.plot}")
         return
 
-    count = 5 if args.quick else 25
-    sizes = np.unique(np.round(np.geomspace(100, 10000, count)).astype(int))
-    test_set = [(int(n), w, 1000 * i + j) for j, w in enumerate((1.0, 5.0)) for i, n in enumerate(sizes)]
+    sizes, test_set = make_test_set(quick=args.quick)
     per_graph = {name: [] for name, _, _ in ROWS}
     for n, width, seed in test_set:
         adj, _ = delaunay(n, width, 1.0, seed=seed)
@@ -125,6 +123,12 @@ def main() -> None:
     atomic_write_json(args.out, results)
     plot(per_graph, test_set, large, args.plot)
     print(f"\nwrote {args.out} and {args.plot}")
+
+
+def make_test_set(quick: bool = False):
+    """The paper's test set: (sizes, [(n, width, seed)]), 25 sizes (5 if quick) × widths 1 and 5."""
+    sizes = np.unique(np.round(np.geomspace(100, 10000, 5 if quick else 25)).astype(int))
+    return sizes, [(int(n), w, 1000 * i + j) for j, w in enumerate((1.0, 5.0)) for i, n in enumerate(sizes)]
 
 
 def run_large(sizes, model, previous=None, reuse_spectral_above=None) -> dict:
