@@ -175,7 +175,7 @@ def main(argv=None) -> None:
               "speed": speed(args), "memory": memory_table()}
     s = result["speed"]
     print(f"{result['machine']}\nconfig: {s['config']}")
-    print(f"\n| | jaxsafe (JAX, jit) | transformers (PyTorch) | speed-up |\n|---|---|---|---|")
+    print("\n| | jaxsafe (JAX, jit) | transformers (PyTorch) | speed-up |\n|---|---|---|---|")
     f = s["forward_tokens_per_s"]
     print(f"| forward tokens/s | {f['jaxsafe']:,.0f} | {f['transformers']:,.0f} | {f['ratio']:.2f}x |")
     t = s["train_step_s"]

@@ -18,7 +18,6 @@ benchmarks/results/lm_eval_agreement.json and prints a table.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile

@@ -19,7 +19,6 @@ Writes benchmarks/results/optimizers.json and docs/img/optim_curves.png, prints 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import re
 import time

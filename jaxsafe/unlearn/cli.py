@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("unlearn", help="remove hazardous knowledge from a model (RMU)")
     methods = p.add_subparsers(dest="method", metavar="METHOD", required=True)
     r = methods.add_parser("rmu", help="representation misdirection for unlearning (Li et al. 2024)")
-    r.add_argument("--config", type=Path, default=None, help="YAML config (default: configs/rmu/toyworld.yaml settings)")
+    r.add_argument("--config", type=Path, default=None, help="YAML config, e.g. configs/rmu/toyworld.yaml (without one: built-in defaults plus the overrides)")
     r.add_argument("--out", type=Path, required=True, help="run directory: metrics, checkpoints, model/, results.json")
     r.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     r.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=20 alpha=50")

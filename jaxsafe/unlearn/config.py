@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Literal
-from pathlib import Path
 
 
 @dataclasses.dataclass(frozen=True)
