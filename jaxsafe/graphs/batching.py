@@ -3,7 +3,9 @@
 :func:`pad_levels` pads every level of a :class:`~jaxsafe.graphs.coarsen.Hierarchy`
 with ``jraph.pad_with_graphs``:
 
-* inference: each level to its own power-of-two buckets of nodes and edges, and
+* inference: each level to its own buckets of nodes and edges (powers of two;
+  four steps per octave for the ELL layout, whose cost follows the padded node
+  count), and
   the networks run level by level through jitted per-level functions
   (:class:`Compiled`), so the cost is ~2× the finest level and compiled
   functions are reused across levels and graphs with the same buckets. With
@@ -37,9 +39,15 @@ from jaxsafe.graphs.io import to_graphs_tuple
 from jaxsafe.graphs.layers import EllGraph
 
 
-def bucket(size: int, minimum: int = 8) -> int:
-    """Smallest power of two ≥ ``max(size, minimum)``."""
-    return 1 << int(np.ceil(np.log2(max(size, minimum))))
+def bucket(size: int, minimum: int = 8, steps: int = 1) -> int:
+    """Smallest bucket ≥ ``max(size, minimum)``: a power of two, or with ``steps = 4``
+    one of ``2^e·{1, 1.25, 1.5, 1.75}`` (at most 25 % padding instead of 100 %).
+    ``steps`` must be a power of two.
+    """
+    size = max(int(size), minimum)
+    top = 1 << int(np.ceil(np.log2(size)))
+    step = max(top // (2 * steps), 1)
+    return -(-size // step) * step
 
 
 class PaddedLevel(NamedTuple):
@@ -64,7 +72,7 @@ def group_sizes(hierarchies: list[Hierarchy]) -> list[tuple[int, int]]:
 
 
 def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None, ell: bool = False) -> list[PaddedLevel]:
-    """Pad each level to ``sizes`` (default: its own power-of-two buckets, strictly more nodes than real).
+    """Pad each level to ``sizes`` (default: its own buckets, see :func:`bucket`; strictly more nodes than real).
 
     The default edge bucket is ``max(8N, next power of two)``: meshes have fewer
     than 8 directed edges per node, so the node bucket alone fixes the shapes
@@ -72,7 +80,9 @@ def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None, ell: bo
     layout (:class:`~jaxsafe.graphs.layers.EllGraph`, see :func:`ell_slots`)
     instead of a ``GraphsTuple``; ``sizes`` then only sets the node counts.
     """
-    if sizes is None:
+    if sizes is None and ell:
+        sizes = [(bucket(lv.n + 1, steps=4), 0) for lv in h.levels]
+    elif sizes is None:
         sizes = [(bucket(lv.n + 1), max(8 * bucket(lv.n + 1), bucket(lv.adj.nnz))) for lv in h.levels]
     levels = _extended(h, len(sizes))
     out = []

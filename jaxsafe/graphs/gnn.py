@@ -145,7 +145,7 @@ class GNNBisector:
         emb, _ = self._modules()
         start = min(h.depth - 1, self.config.max_up_levels)
         x0 = coarsest_features(h.levels[start], self.config.laplacian, levels[start].mask.shape[0])
-        q = np.asarray(embed(emb, levels[: start + 1], x0), np.float64)[: h.levels[0].n]
+        q = np.asarray(embed(emb, levels[: start + 1], x0, orthonormalize=False), np.float64)[: h.levels[0].n]
         return fiedler_from_embedding(h.levels[0].adj, q, self.config.laplacian)
 
     def probabilities(self, levels: list[PaddedLevel], f: np.ndarray) -> np.ndarray:

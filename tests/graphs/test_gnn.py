@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxsafe.errors import UserError
-from jaxsafe.graphs.batching import group_sizes, pad_levels
+from jaxsafe.graphs.batching import bucket, group_sizes, pad_levels
 import jaxsafe.graphs.embedding as embedding_module
 from jaxsafe.graphs.coarsen import Level
 from jaxsafe.graphs.embedding import coarsest_features, embed, fiedler_from_embedding
@@ -115,3 +115,23 @@ def test_start_features_sparse_solver_matches_dense(monkeypatch):
     dense = coarsest_features(level, "sym", 640)
     for c in range(2):  # eigenvectors up to sign
         assert abs(sparse[:, c] @ dense[:, c]) / (np.linalg.norm(sparse[:, c]) * np.linalg.norm(dense[:, c])) > 1 - 1e-6
+
+
+def test_fiedler_from_embedding_depends_only_on_the_span():
+    """Any basis of the same 2-D span (rotated, scaled, not orthonormal) gives the same estimate up to sign."""
+    adj, _ = delaunay(500, seed=7)
+    q = np.random.default_rng(0).standard_normal((500, 2))
+    mix = np.array([[3.0, 0.5], [-1.0, 0.2]])
+    for kind in ("sym", "rw"):
+        a, b = fiedler_from_embedding(adj, q, kind), fiedler_from_embedding(adj, q @ mix, kind)
+        assert abs(a @ b) == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_buckets_cover_sizes_with_bounded_padding(steps):
+    sizes = np.unique(np.geomspace(1, 3e6, 400).astype(int))
+    got = np.array([bucket(int(s), steps=steps) for s in sizes])
+    assert np.all(got >= np.maximum(sizes, 8))
+    assert np.all(got < np.maximum(sizes, 8) * (1 + 1 / steps))  # padding below 1/steps of the size
+    assert len(set(bucket(int(s), steps=steps) for s in range(9, 5000))) <= (1 + 4 * steps) * np.log2(5000)
+    assert bucket(100_001, steps=4) == 114_688 and bucket(65_536, steps=4) == 65_536 and bucket(100_001) == 131_072
