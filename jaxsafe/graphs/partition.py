@@ -1,8 +1,10 @@
 """Bisection, refinement, k-way partitioning and partition metrics.
 
 Methods (one interface): ``gnn`` (paper A's trained modules), ``metis``,
-``spectral`` (see ``baselines.py``). Refinements of a score vector (GNN: the
-probability ``y₁``; spectral: the Fiedler vector):
+``spectral`` (see ``baselines.py``) and the optional ``scotch``
+(``scotch.py``); METIS and Scotch return parts directly, without refinement.
+Refinements of a score vector (GNN: the probability ``y₁``; spectral: the
+Fiedler vector):
 
 * ``none`` — GNN only: ``argmax`` of the probabilities (the network alone).
 * ``sweep`` — sort vertices by the score and take the prefix split of minimum
@@ -39,8 +41,11 @@ from scipy.sparse.csgraph import connected_components
 
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.baselines import fiedler_vector, metis_parts
+from jaxsafe.graphs.scotch import scotch_parts
 
-METHODS = ("gnn", "metis", "spectral")
+METHODS = ("gnn", "metis", "spectral", "scotch")
+# partitioners that return k parts directly: (adj, k, seed) -> parts
+DIRECT = {"metis": metis_parts, "scotch": scotch_parts}
 REFINEMENTS = ("none", "sweep", "fm")
 MAX_COMPONENT_IMBALANCE = 1.5
 
@@ -144,14 +149,14 @@ def boundary_refine(adj: sp.csr_matrix, parts: np.ndarray, targets: tuple[int, i
                             deg, parts.astype(np.int64).copy(), *_target_weights(targets), max_passes)
 
 
-def _bisect_connected(adj, method, refine, model, seed, targets, seconds):
+def _bisect_connected(adj, method, refine, model, seed, targets, seconds, solver):
     if adj.shape[0] <= 2:
         return np.arange(adj.shape[0], dtype=np.int64) % 2
     t0 = time.perf_counter()
-    if method == "metis":
-        parts = metis_parts(adj, 2, seed)
+    if method in DIRECT:
+        parts = DIRECT[method](adj, 2, seed)
     elif method == "spectral":
-        score = fiedler_vector(adj, seed=seed)
+        score = fiedler_vector(adj, solver, seed=seed)
         seconds["eigensolver"] = seconds.get("eigensolver", 0.0) + time.perf_counter() - t0
         t0 = time.perf_counter()
         parts = sweep_cut(adj, score, targets)
@@ -161,20 +166,22 @@ def _bisect_connected(adj, method, refine, model, seed, targets, seconds):
             seconds[key] = seconds.get(key, 0.0) + val
         t0 = time.perf_counter()
         parts = np.argmax(y, axis=1).astype(np.int64) if refine == "none" else sweep_cut(adj, y[:, 1], targets)
-    if refine == "fm" and method != "metis":
+    if refine == "fm" and method not in DIRECT:
         parts = boundary_refine(adj, parts, targets)
-    key = "metis" if method == "metis" else "refinement"
+    key = method if method in DIRECT else "refinement"
     seconds[key] = seconds.get(key, 0.0) + time.perf_counter() - t0
     return parts
 
 
 def bisect(adj: sp.csr_matrix, method: str = "gnn", *, refine: str = "sweep", model=None, seed: int = 0,
-           targets: tuple[int, int] = (1, 1), seconds: dict | None = None) -> np.ndarray:
+           targets: tuple[int, int] = (1, 1), seconds: dict | None = None, solver: str = "auto") -> np.ndarray:
     """Two-way partition (0/1 per vertex) of any graph; components handled as the module docstring says.
+
+    ``solver``: the spectral method's eigensolver (see :func:`~jaxsafe.graphs.baselines.fiedler_vector`).
 
     ``seconds`` (if given) accumulates the time breakdown: ``hierarchy``,
     ``network``, ``refinement`` (gnn), ``eigensolver``/``refinement`` (spectral),
-    ``metis``.
+    ``metis``, ``scotch``.
     """
     if method not in METHODS:
         raise UserError(f"unknown method '{method}' (choose from {', '.join(METHODS)})")
@@ -190,7 +197,7 @@ def bisect(adj: sp.csr_matrix, method: str = "gnn", *, refine: str = "sweep", mo
         raise UserError("graph has no vertices")
     ncomp, labels = connected_components(adj, directed=False)
     if ncomp == 1:
-        return _bisect_connected(adj, method, refine, model, seed, targets, seconds)
+        return _bisect_connected(adj, method, refine, model, seed, targets, seconds, solver)
     deg = np.asarray(adj.sum(axis=1)).ravel()
     comp_vol = np.bincount(labels, weights=deg, minlength=ncomp)
     comp_size = np.bincount(labels, minlength=ncomp)
@@ -202,7 +209,7 @@ def bisect(adj: sp.csr_matrix, method: str = "gnn", *, refine: str = "sweep", mo
     big = int(np.argmax(comp_vol))
     idx = np.flatnonzero(labels == big)
     parts = np.empty(n, np.int64)
-    parts[idx] = _bisect_connected(adj[idx][:, idx], method, refine, model, seed, targets, seconds)
+    parts[idx] = _bisect_connected(adj[idx][:, idx], method, refine, model, seed, targets, seconds, solver)
     start_vol = np.bincount(parts[idx], weights=deg[idx], minlength=2)
     start_size = np.bincount(parts[idx], minlength=2).astype(float)
     others = np.flatnonzero(np.arange(ncomp) != big)
@@ -227,8 +234,8 @@ def _pack(vols, sizes, targets, start_vol, start_size) -> np.ndarray:
 
 
 def partition(adj: sp.csr_matrix, k: int = 2, method: str = "gnn", *, refine: str = "sweep", model=None,
-              seed: int = 0, seconds: dict | None = None) -> np.ndarray:
-    """k-way partition: METIS k-way directly; gnn and spectral by recursive bisection.
+              seed: int = 0, seconds: dict | None = None, solver: str = "auto") -> np.ndarray:
+    """k-way partition: METIS and Scotch k-way directly; gnn and spectral by recursive bisection.
 
     A part that must later hold ``k`` parts is split with targets
     ``(⌊k/2⌋, ⌈k/2⌉)`` so that volumes follow the number of parts each side gets.
@@ -243,13 +250,14 @@ def partition(adj: sp.csr_matrix, k: int = 2, method: str = "gnn", *, refine: st
     if k == 1:
         return np.zeros(n, np.int64)
     seconds = {} if seconds is None else seconds
-    if method == "metis" and k > 2 and connected_components(adj, directed=False)[0] == 1:
+    if method in DIRECT and k > 2 and connected_components(adj, directed=False)[0] == 1:
         t0 = time.perf_counter()
-        parts = metis_parts(adj, k, seed)
-        seconds["metis"] = time.perf_counter() - t0
+        parts = DIRECT[method](adj, k, seed)
+        seconds[method] = time.perf_counter() - t0
         return parts
     k0 = k // 2
-    sides = bisect(adj, method, refine=refine, model=model, seed=seed, targets=(k0, k - k0), seconds=seconds)
+    sides = bisect(adj, method, refine=refine, model=model, seed=seed, targets=(k0, k - k0), seconds=seconds,
+                   solver=solver)
     parts = np.empty(n, np.int64)
     offset = 0
     for s, ks in ((0, k0), (1, k - k0)):
@@ -257,6 +265,6 @@ def partition(adj: sp.csr_matrix, k: int = 2, method: str = "gnn", *, refine: st
         if len(idx) < ks:
             raise UserError(f"bisection left {len(idx)} vertices for {ks} parts; use fewer --parts")
         parts[idx] = offset + partition(adj[idx][:, idx], ks, method, refine=refine, model=model, seed=seed,
-                                        seconds=seconds)
+                                        seconds=seconds, solver=solver)
         offset += ks
     return parts
