@@ -31,6 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import jraph
+import numba
 import numpy as np
 from flax import nnx
 
@@ -115,26 +116,36 @@ def ell_slots(degrees: np.ndarray, overflow_cost: int = 12) -> int:
 
 
 def _ell_graph(lv: Level, num_nodes: int) -> EllGraph:
-    """Vectorized ELL + COO split of a level's CSR adjacency, padded to ``num_nodes``."""
+    """ELL + COO split of a level's CSR adjacency, padded to ``num_nodes`` (one compiled pass)."""
     if num_nodes <= lv.n:
         raise ValueError(f"level with {lv.n} nodes does not fit in {num_nodes}")
     adj = lv.adj
     deg = np.diff(adj.indptr)
     k = ell_slots(deg)
-    rows = np.repeat(np.arange(lv.n), deg)
-    slot = np.arange(adj.nnz) - adj.indptr[rows]
-    in_ell = slot < k
+    m = bucket(int(np.maximum(deg - k, 0).sum()))
     neighbours = np.full((num_nodes, k), num_nodes - 1, np.int32)
     weights = np.zeros((num_nodes, k), np.float32)
-    neighbours[rows[in_ell], slot[in_ell]] = adj.indices[in_ell]
-    weights[rows[in_ell], slot[in_ell]] = adj.data[in_ell]
-    rest = np.flatnonzero(~in_ell)
-    m = bucket(len(rest))
     senders = np.full(m, num_nodes - 1, np.int32)
     receivers = np.full(m, num_nodes - 1, np.int32)
     edges = np.zeros(m, np.float32)
-    senders[: len(rest)], receivers[: len(rest)], edges[: len(rest)] = adj.indices[rest], rows[rest], adj.data[rest]
+    _fill_ell(adj.indptr, adj.indices, adj.data, neighbours, weights, senders, receivers, edges)
     return EllGraph(neighbours, weights, senders, receivers, edges)
+
+
+@numba.njit(cache=True)
+def _fill_ell(indptr, indices, data, neighbours, weights, senders, receivers, edges):
+    """Row ``i``'s first ``K`` entries into its ELL slots, the rest appended to the edge list."""
+    k = neighbours.shape[1]
+    rest = 0
+    for i in range(indptr.shape[0] - 1):
+        for e in range(indptr[i], indptr[i + 1]):
+            slot = e - indptr[i]
+            if slot < k:
+                neighbours[i, slot] = indices[e]
+                weights[i, slot] = data[e]
+            else:
+                senders[rest], receivers[rest], edges[rest] = indices[e], i, data[e]
+                rest += 1
 
 
 class Compiled:
