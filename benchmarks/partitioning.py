@@ -5,7 +5,7 @@ the unit square and half in [0,5]×[0,1]; plus n = 1e5 and 1e6 in the unit squar
 runtime. Rows: gnn network alone (argmax), gnn + sweep, gnn + sweep + boundary passes
 (fm), METIS (pymetis defaults), spectral (Fiedler vector of L_rw by ARPACK shift-invert up to
 n = 2e5, plain LOBPCG above — the issue's scipy baseline — and by AMG-preconditioned LOBPCG, + sweep
-at minimum NC). Runtime is best of 2 runs (the first includes
+at minimum NC), Scotch (default strategy) when its library is installed. Runtime is best of 2 runs (the first includes
 one-time compilation); on the large graphs METIS and spectral (nothing to compile) run once. Prints a table,
 writes benchmarks/results/partitioning.json and docs/img/graphs_time_vs_n.png.
 
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxsafe.graphs import scotch
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector
 from jaxsafe.graphs.partition import bisect, evaluate
@@ -36,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECTRAL = "spectral (scipy eigsh/lobpcg + sweep)"  # the baseline: the faster scipy solver by size
 SPECTRAL_AMG = "spectral (lobpcg + AMG + sweep)"  # the strongest spectral baseline we have (pyamg preconditioner)
 ROWS = (("gnn (network alone)", "gnn", "none"), ("gnn + sweep", "gnn", "sweep"), ("gnn + sweep + fm", "gnn", "fm"),
-        ("metis", "metis", None), (SPECTRAL, "spectral", "sweep"), (SPECTRAL_AMG, "spectral", "sweep"))
+        ("metis", "metis", None), (SPECTRAL, "spectral", "sweep"), (SPECTRAL_AMG, "spectral", "sweep")) + (
+    (("scotch", "scotch", None),) if scotch.available() else ())  # optional baseline (spec)
 
 
 def solver_for(name: str, n: int) -> str:

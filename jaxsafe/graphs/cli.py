@@ -1,6 +1,6 @@
 """``jaxsafe partition`` and ``jaxsafe graphs train`` (and the demo step).
 
-``jaxsafe partition GRAPH [--parts K] [--method gnn|metis|spectral] [--out PARTS.txt]``
+``jaxsafe partition GRAPH [--parts K] [--method gnn|metis|spectral|scotch] [--out PARTS.txt]``
 prints one JSON object: ``n``, ``parts``, ``cut``, ``normalized_cut``,
 ``balance``, ``seconds`` (end to end after reading the file) and the time
 breakdown. ``jaxsafe graphs train --out DIR [--resume] [--config YAML] [key=value ...]``
@@ -20,10 +20,12 @@ def register(subparsers) -> None:
     from jaxsafe.graphs.io import FORMATS
     from jaxsafe.graphs.partition import METHODS, REFINEMENTS
 
-    p = subparsers.add_parser("partition", help="partition a graph file (GNN of paper A, METIS or spectral)")
+    p = subparsers.add_parser("partition", help="partition a graph file (GNN of paper A, METIS, spectral or Scotch)")
     p.add_argument("graph", type=Path, help="graph file: .mtx, .graph/.metis (METIS), .edges/.el/.txt (0-based edge list)")
-    p.add_argument("--parts", type=int, default=2, help="number of parts K (default 2; K > 2 by recursive bisection)")
-    p.add_argument("--method", choices=METHODS, default="gnn", help="partitioner (default gnn)")
+    p.add_argument("--parts", type=int, default=2,
+                   help="number of parts K (default 2; K > 2: metis/scotch k-way, others by recursive bisection)")
+    p.add_argument("--method", choices=METHODS, default="gnn",
+                   help="partitioner (default gnn; scotch needs the Scotch 7 library: Debian/Ubuntu libscotch-7.0)")
     p.add_argument("--refine", choices=REFINEMENTS, default="sweep",
                    help="refinement for gnn/spectral: none (gnn network alone), sweep (default), fm (sweep + boundary passes)")
     p.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from the suffix)")
@@ -55,7 +57,7 @@ def _enable_compilation_cache() -> None:
 def run_partition(args: argparse.Namespace) -> int:
     from jaxsafe.graphs.gnn import GNNBisector
     from jaxsafe.graphs.io import read_graph, write_partition
-    from jaxsafe.graphs.partition import evaluate, partition
+    from jaxsafe.graphs.partition import DIRECT, evaluate, partition
 
     adj = read_graph(args.graph, args.format, pattern=args.unweighted)
     model = None
@@ -67,7 +69,7 @@ def run_partition(args: argparse.Namespace) -> int:
     parts = partition(adj, args.parts, args.method, refine=args.refine, model=model, seed=args.seed, seconds=seconds)
     elapsed = time.perf_counter() - t0
     result = {**evaluate(adj, parts), "method": args.method,
-              "refine": args.refine if args.method != "metis" else None, "seconds": elapsed,
+              "refine": args.refine if args.method not in DIRECT else None, "seconds": elapsed,
               "seconds_breakdown": seconds}
     if args.out is not None:
         write_partition(args.out, parts)
