@@ -24,7 +24,7 @@ import scipy.sparse as sp
 from flax import nnx
 
 from jaxsafe.errors import UserError
-from jaxsafe.graphs.batching import Compiled, PaddedLevel, masked_mean, pad_levels
+from jaxsafe.graphs.batching import Compiled, PaddedLevel, locality_ranks, masked_mean, pad_levels
 from jaxsafe.graphs.coarsen import Hierarchy, build_hierarchy
 from jaxsafe.graphs.embedding import SpectralEmbedding, coarsest_features, embed, fiedler_from_embedding
 from jaxsafe.graphs.partition_module import PartitionModule, vcycle
@@ -121,14 +121,16 @@ class GNNBisector:
         Returns ``(f, y, seconds)`` with the wall time split into ``hierarchy``
         (coarsening and padding) and ``network`` (both modules). Runs on the
         ELL inference layout (``pad_levels(..., ell=True)``; equal to the
-        edge layout within float32 rounding, tested).
+        edge layout within float32 rounding, tested) with vertices stored in
+        :func:`~jaxsafe.graphs.batching.locality_ranks` order.
         """
         t0 = time.perf_counter()
         h = self.hierarchy(adj, seed)
-        levels = pad_levels(h, ell=True)
+        ranks = locality_ranks(h)
+        levels = pad_levels(h, ell=True, ranks=ranks)
         t1 = time.perf_counter()
-        f = self.fiedler(h, levels)
-        y = self.probabilities(levels, f)
+        f = self.fiedler(h, levels, ranks)
+        y = self.probabilities(levels, f, ranks)
         t2 = time.perf_counter()
         return f, y, {"hierarchy": t1 - t0, "network": t2 - t1}
 
@@ -137,25 +139,31 @@ class GNNBisector:
             self._compiled = (Compiled(self.embedding), Compiled(self.partition))
         return self._compiled
 
-    def fiedler(self, h: Hierarchy, levels: list[PaddedLevel]) -> np.ndarray:
+    def fiedler(self, h: Hierarchy, levels: list[PaddedLevel], ranks: list[np.ndarray] | None = None) -> np.ndarray:
         """Run the embedding module level by level; Fiedler estimate of the finest graph.
 
         Starts at level ``min(depth − 1, max_up_levels)`` (see :class:`ModelConfig`).
+        ``ranks``: the row order the levels were padded in (``pad_levels``), if any.
         """
         emb, _ = self._modules()
         start = min(h.depth - 1, self.config.max_up_levels)
         x0 = coarsest_features(h.levels[start], self.config.laplacian, levels[start].mask.shape[0])
-        q = np.asarray(embed(emb, levels[: start + 1], x0, orthonormalize=False), np.float64)[: h.levels[0].n]
+        if ranks is not None:
+            x0[ranks[start]] = x0[: h.levels[start].n].copy()
+        q = np.asarray(embed(emb, levels[: start + 1], x0, orthonormalize=False), np.float64)
+        q = q[: h.levels[0].n] if ranks is None else q[ranks[0]]
         return fiedler_from_embedding(h.levels[0].adj, q, self.config.laplacian)
 
-    def probabilities(self, levels: list[PaddedLevel], f: np.ndarray) -> np.ndarray:
-        """Run the partitioning module's V-cycle level by level."""
+    def probabilities(self, levels: list[PaddedLevel], f: np.ndarray, ranks: list[np.ndarray] | None = None
+                      ) -> np.ndarray:
+        """Run the partitioning module's V-cycle level by level (``ranks`` as in :meth:`fiedler`)."""
         _, part = self._modules()
         top = levels[0]
+        rows = np.arange(len(f)) if ranks is None else ranks[0]
         f_pad = np.zeros(top.mask.shape[0], np.float32)
-        f_pad[: len(f)] = f
+        f_pad[rows] = f
         y = vcycle(part, levels, partition_input(f_pad, top.mask, top.n))
-        return np.asarray(y, np.float64)[: len(f)]
+        return np.asarray(y, np.float64)[rows]
 
 
 def _flatten(tree: dict, prefix: str = "") -> dict:

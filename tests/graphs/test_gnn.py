@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxsafe.errors import UserError
-from jaxsafe.graphs.batching import bucket, group_sizes, pad_levels
+from jaxsafe.graphs.batching import bucket, group_sizes, locality_ranks, pad_levels
 import jaxsafe.graphs.embedding as embedding_module
 from jaxsafe.graphs.coarsen import Level
 from jaxsafe.graphs.embedding import coarsest_features, embed, fiedler_from_embedding
@@ -135,3 +135,20 @@ def test_buckets_cover_sizes_with_bounded_padding(steps):
     assert np.all(got < np.maximum(sizes, 8) * (1 + 1 / steps))  # padding below 1/steps of the size
     assert len(set(bucket(int(s), steps=steps) for s in range(9, 5000))) <= (1 + 4 * steps) * np.log2(5000)
     assert bucket(100_001, steps=4) == 114_688 and bucket(65_536, steps=4) == 65_536 and bucket(100_001) == 131_072
+
+
+def test_locality_ranks_group_children_and_keep_outputs(random_model):
+    """Every level's ranks are a permutation; vertices merged together get consecutive rows; same outputs."""
+    adj, _ = delaunay(2500, seed=8)
+    h = random_model.hierarchy(adj)
+    ranks = locality_ranks(h)
+    for i, lv in enumerate(h.levels):
+        assert np.array_equal(np.sort(ranks[i]), np.arange(lv.n))
+        if lv.cmap is not None:  # children of one coarse vertex: consecutive rows, in coarse-rank order
+            parent = ranks[i + 1][lv.cmap]
+            assert np.all(np.diff(parent[np.argsort(ranks[i])]) >= 0)
+    plain, ordered = pad_levels(h, ell=True), pad_levels(h, ell=True, ranks=ranks)
+    f = random_model.fiedler(h, plain)
+    np.testing.assert_allclose(random_model.fiedler(h, ordered, ranks), f, atol=1e-5)
+    np.testing.assert_allclose(random_model.probabilities(ordered, f, ranks), random_model.probabilities(plain, f),
+                               atol=1e-5)
