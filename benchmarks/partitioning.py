@@ -9,12 +9,9 @@ at minimum NC), Scotch (default strategy) when its library is installed. Runtime
 one-time compilation); on the large graphs METIS and spectral (nothing to compile) run once. Prints a table,
 writes benchmarks/results/partitioning.json and docs/img/graphs_time_vs_n.png.
 
-    python benchmarks/partitioning.py            # full run
-    python benchmarks/partitioning.py --quick    # 10 graphs, n = 1e5 only
-    python benchmarks/partitioning.py --large-only --reuse-spectral-above 200000
-        # re-run only n = 1e5 and 1e6 and merge into the existing JSON (test set kept); spectral rows
-        # above the given n are copied from that JSON (marked "reused") instead of re-running LOBPCG (~20 min)
-    python benchmarks/partitioning.py --reuse-spectral-above 200000   # full run, spectral 1e6 reused
+    python benchmarks/partitioning.py                # full run
+    python benchmarks/partitioning.py --quick        # 10 graphs, n = 1e5 only
+    python benchmarks/partitioning.py --large-only   # re-run n = 1e5 and 1e6, keep the test set of the JSON
 """
 
 from __future__ import annotations
@@ -72,17 +69,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partitioning.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "graphs_time_vs_n.png")
     ap.add_argument("--large-only", action="store_true", help="only the large graphs; keep the test set of --out")
-    ap.add_argument("--reuse-spectral-above", type=int, default=None,
-                    help="copy spectral rows for larger n from the existing --out instead of re-running")
     args = ap.parse_args()
     model = GNNBisector.load(args.weights)
-    previous = json.loads(args.out.read_text()) if args.large_only or args.reuse_spectral_above else None
     if args.large_only:
-        large = run_large([100_000, 1_000_000], model, previous, args.reuse_spectral_above)
+        previous = json.loads(args.out.read_text())
+        large = run_large([100_000, 1_000_000], model)
         previous["large"] = {str(n): rows for n, rows in large.items()}
-        previous["large_command"] = ("python benchmarks/partitioning.py --large-only"
-                                     + (f" --reuse-spectral-above {args.reuse_spectral_above}"
-                                        if args.reuse_spectral_above else ""))
+        previous["large_command"] = "python benchmarks/partitioning.py --large-only"
         print_large(large)
         atomic_write_json(args.out, previous)
         ts = previous["test_set"]
@@ -113,7 +106,7 @@ def main() -> None:
             "median_seconds": float(np.median([r["seconds"] for r in rs])),
         }
 
-    large = run_large([100_000] if args.quick else [100_000, 1_000_000], model, previous, args.reuse_spectral_above)
+    large = run_large([100_000] if args.quick else [100_000, 1_000_000], model)
 
     print(f"\nTest set: {len(test_set)} Delaunay graphs, n {sizes[0]}..{sizes[-1]}, unit square and [0,5]x[0,1]")
     print(f"{'method':36s} {'median NC':>10s} {'NC/METIS':>9s} {'balance':>8s} {'cut':>7s} {'seconds':>9s}")
@@ -123,8 +116,7 @@ def main() -> None:
     print_large(large)
 
     results = {
-        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else "")
-        + (f" --reuse-spectral-above {args.reuse_spectral_above}" if args.reuse_spectral_above else ""),
+        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else ""),
         "machine": f"{platform.processor() or platform.machine()}, shared 2-core CPU",
         "weights": str(args.weights) if args.weights else "shipped",
         "runtime": "best of 2 runs (excludes one-time compilation); metis/spectral on n>=1e5: 1 run",
@@ -143,7 +135,7 @@ def make_test_set(quick: bool = False):
     return sizes, [(int(n), w, 1000 * i + j) for j, w in enumerate((1.0, 5.0)) for i, n in enumerate(sizes)]
 
 
-def run_large(sizes, model, previous=None, reuse_spectral_above=None) -> dict:
+def run_large(sizes, model) -> dict:
     """Bisect Delaunay graphs of the given sizes (unit square) with every method; gnn rows best of 2."""
     large = {}
     for n in sizes:
@@ -152,11 +144,8 @@ def run_large(sizes, model, previous=None, reuse_spectral_above=None) -> dict:
         print(f"generated n={n} in {time.perf_counter() - t0:.1f} s", flush=True)
         large[n] = {}
         for name, method, refine in ROWS:
-            if name == SPECTRAL and reuse_spectral_above is not None and n > reuse_spectral_above:
-                large[n][name] = {**previous["large"][str(n)][name], "reused": True}
-            else:
-                large[n][name] = measure(adj, method, refine, model, solver_for(name, n),
-                                         repeats=2 if method == "gnn" else 1)
+            large[n][name] = measure(adj, method, refine, model, solver_for(name, n),
+                                     repeats=2 if method == "gnn" else 1)
             r = large[n][name]
             print(f"  {name:28s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
                   f"{ {k: round(v, 3) for k, v in r['breakdown'].items()} }", flush=True)
@@ -171,8 +160,7 @@ def print_large(large) -> None:
         for name, r in rows.items():
             print(f"{name:36s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
                   f"spectral/this {spectral_s / r['seconds']:6.1f}x  amg/this {amg_s / r['seconds']:5.1f}x  "
-                  f"this/metis {r['seconds'] / metis_s:6.2f}x"
-                  + ("  (reused from the previous run)" if r.get("reused") else ""))
+                  f"this/metis {r['seconds'] / metis_s:6.2f}x")
 
 
 def plot(per_graph, test_set, large, path: Path) -> None:
@@ -184,6 +172,8 @@ def plot(per_graph, test_set, large, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ns = np.array([n for n, _, _ in test_set])
     for name, _, _ in ROWS:
+        if name not in per_graph:  # --large-only over a JSON written before this row existed
+            continue
         xs = list(ns) + [int(n) for n in large]
         ys = [r["seconds"] for r in per_graph[name]] + [large[n][name]["seconds"] for n in large]
         order = np.argsort(xs, kind="stable")
