@@ -5,7 +5,7 @@ with ``jraph.pad_with_graphs``:
 
 * inference: each level to its own buckets of nodes and edges (powers of two;
   four steps per octave for the ELL layout, whose cost follows the padded node
-  count), and
+  count, and at least ``ELL_MIN_NODES`` nodes), and
   the networks run level by level through jitted per-level functions
   (:class:`Compiled`), so the cost is ~2× the finest level and compiled
   functions are reused across levels and graphs with the same buckets. With
@@ -118,7 +118,7 @@ def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None, ell: bo
     if ranks is not None and not ell:
         raise ValueError("ranks are supported with the ELL layout only")
     if sizes is None and ell:
-        sizes = [(bucket(lv.n + 1, steps=4), 0) for lv in h.levels]
+        sizes = [(max(bucket(lv.n + 1, steps=4), ELL_MIN_NODES), 0) for lv in h.levels]
     elif sizes is None:
         sizes = [(bucket(lv.n + 1), max(8 * bucket(lv.n + 1), bucket(lv.adj.nnz))) for lv in h.levels]
     levels = _extended(h, len(sizes))
@@ -133,7 +133,11 @@ def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None, ell: bo
         else:
             cmap[ranks[min(i, h.depth - 1)]] = ranks[min(i + 1, h.depth - 1)][coarse]
         rank = np.arange(lv.n) if ranks is None else ranks[min(i, h.depth - 1)]
-        g = _ell_graph(lv, num_nodes, rank) if ell else _edge_graph(lv, num_nodes, num_edges)
+        if ell:  # small levels: every edge in a slot, slot count a power of two (few distinct shapes)
+            small = num_nodes <= ELL_MIN_NODES
+            g = _ell_graph(lv, num_nodes, rank, bucket(int(np.diff(lv.adj.indptr).max(initial=0))) if small else None)
+        else:
+            g = _edge_graph(lv, num_nodes, num_edges)
         out.append(PaddedLevel(g, cmap, np.arange(num_nodes) < lv.n, np.int32(lv.n)))
     return out
 
@@ -142,6 +146,13 @@ def _edge_graph(lv: Level, num_nodes: int, num_edges: int) -> jraph.GraphsTuple:
     g = jraph.pad_with_graphs(to_graphs_tuple(lv.adj), num_nodes, num_edges)
     return g._replace(senders=g.senders.astype(np.int32), receivers=g.receivers.astype(np.int32),
                       edges=g.edges.astype(np.float32))
+
+
+# Inference levels with fewer nodes are padded to this many, with a power-of-two
+# slot count ≥ their largest degree: the small levels of every hierarchy then share
+# a few shapes, so far fewer per-level functions are compiled (and loaded from the
+# persistent cache). Their extra work is negligible next to the finest levels.
+ELL_MIN_NODES = 4096
 
 
 def ell_slots(degrees: np.ndarray, overflow_cost: int = 12) -> int:
@@ -156,16 +167,17 @@ def ell_slots(degrees: np.ndarray, overflow_cost: int = 12) -> int:
     return min(cost, key=cost.get)
 
 
-def _ell_graph(lv: Level, num_nodes: int, rank: np.ndarray | None = None) -> EllGraph:
+def _ell_graph(lv: Level, num_nodes: int, rank: np.ndarray | None = None, slots: int | None = None) -> EllGraph:
     """ELL + COO split of a level's CSR adjacency, padded to ``num_nodes`` (one compiled pass).
 
-    Vertex ``v`` is stored in row ``rank[v]`` (default: ``v``).
+    Vertex ``v`` is stored in row ``rank[v]`` (default: ``v``); ``slots`` per row
+    (default: :func:`ell_slots`).
     """
     if num_nodes <= lv.n:
         raise ValueError(f"level with {lv.n} nodes does not fit in {num_nodes}")
     adj = lv.adj
     deg = np.diff(adj.indptr)
-    k = ell_slots(deg)
+    k = ell_slots(deg) if slots is None else slots
     m = bucket(int(np.maximum(deg - k, 0).sum()))
     neighbours = np.full((num_nodes, k), num_nodes - 1, np.int32)
     weights = np.zeros((num_nodes, k), np.float32)

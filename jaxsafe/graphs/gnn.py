@@ -96,7 +96,9 @@ class GNNBisector:
             tensors = stn.load(data)
         except (KeyError, TypeError, ValueError, struct.error) as e:
             raise UserError(f"{source}: not a GNN bisector weights file ({e})") from None
-        model = cls.init(config)
+        model = cls(config,  # abstract modules: no initializer runs (their compilation cost 1.7 s here)
+                    nnx.eval_shape(lambda: SpectralEmbedding(config.embed_hidden, rngs=nnx.Rngs(0))),
+                    nnx.eval_shape(lambda: PartitionModule(config.part_hidden, rngs=nnx.Rngs(0))))
         for prefix, module in (("embedding", model.embedding), ("partition", model.partition)):
             state = nnx.state(module, nnx.Param)
             pure = _flatten(nnx.to_pure_dict(state))

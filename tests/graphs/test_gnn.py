@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxsafe.errors import UserError
-from jaxsafe.graphs.batching import bucket, group_sizes, locality_ranks, pad_levels
+from jaxsafe.graphs.batching import ELL_MIN_NODES, bucket, group_sizes, locality_ranks, pad_levels
 import jaxsafe.graphs.embedding as embedding_module
 from jaxsafe.graphs.coarsen import Level
 from jaxsafe.graphs.embedding import coarsest_features, embed, fiedler_from_embedding
@@ -78,10 +78,13 @@ def test_shipped_weights_partition_well():
 
 def test_ell_layout_matches_edge_layout(random_model):
     """The inference layout (ELL slots + overflow edge list) gives the edge layout's outputs."""
-    adj, _ = delaunay(3000, seed=4)
+    adj, _ = delaunay(5000, seed=4)
     h = random_model.hierarchy(adj)
     edge_levels, ell_levels = pad_levels(h), pad_levels(h, ell=True)
     assert ell_levels[0].graph.neighbours.shape[1] == 8 and ell_levels[0].graph.senders.shape[0] > 8  # both parts used
+    for lv, padded in zip(h.levels[1:], ell_levels[1:]):  # small levels: ELL_MIN_NODES rows, every edge in a slot
+        assert padded.mask.shape[0] == ELL_MIN_NODES and not np.any(padded.graph.edges)
+        assert np.count_nonzero(padded.graph.weights) == lv.adj.nnz
     f_edge, f_ell = random_model.fiedler(h, edge_levels), random_model.fiedler(h, ell_levels)
     np.testing.assert_allclose(f_ell, f_edge, atol=1e-5)
     np.testing.assert_allclose(random_model.probabilities(ell_levels, f_edge),
