@@ -152,7 +152,7 @@ def _edge_graph(lv: Level, num_nodes: int, num_edges: int) -> jraph.GraphsTuple:
 # slot count ≥ their largest degree: the small levels of every hierarchy then share
 # a few shapes, so far fewer per-level functions are compiled (and loaded from the
 # persistent cache). Their extra work is negligible next to the finest levels.
-ELL_MIN_NODES = 4096
+ELL_MIN_NODES = 1024
 
 
 def ell_slots(degrees: np.ndarray, overflow_cost: int = 12) -> int:
