@@ -3,12 +3,13 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.baselines import fiedler_vector
 from jaxsafe.graphs.generators import delaunay, delaunay_with_holes, grid2d, grid3d, random_geometric
 from jaxsafe.graphs.io import clean_adjacency
-from jaxsafe.graphs.partition import boundary_refine, bisect, evaluate, partition, sweep_cut
+from jaxsafe.graphs.partition import boundary_refine, bisect, components, evaluate, partition, sweep_cut
 
 
 def _path(n):
@@ -108,3 +109,14 @@ def test_bad_arguments():
         partition(adj, 0, "metis")
     with pytest.raises(UserError, match="no vertices"):
         partition(sp.csr_matrix((0, 0)), 2, "metis")
+
+
+def test_components_match_scipy():
+    rng = np.random.default_rng(0)
+    for trial in range(30):
+        n = int(rng.integers(1, 300))
+        a = sp.random(n, n, density=rng.random() * 0.02, random_state=trial, format="csr")
+        a = ((a + a.T) > 0).astype(float).tocsr()
+        count, labels = components(a)
+        want_count, want_labels = connected_components(a, directed=False)
+        assert count == want_count and np.array_equal(labels, want_labels)

@@ -26,13 +26,13 @@ def test_bisection_and_kway_are_valid():
     parts = bisect(adj, "scotch", seconds=seconds)
     assert parts.shape == (2000,) and set(parts.tolist()) == {0, 1}
     assert evaluate(adj, parts)["balance"] < 1.1
-    assert set(seconds) == {"scotch"}
+    assert set(seconds) == {"components", "scotch"}
     for k in (3, 4, 7):
         seconds = {}
         parts = partition(adj, k, "scotch", seconds=seconds)
         r = evaluate(adj, parts)
         assert parts.shape == (2000,) and set(parts.tolist()) == set(range(k)) and r["parts"] == k
-        assert r["balance"] < 1.2 and set(seconds) == {"scotch"}  # k-way directly: one Scotch call
+        assert r["balance"] < 1.2 and set(seconds) == {"components", "scotch"}  # k-way directly: one Scotch call
 
 
 @needs_scotch
@@ -110,7 +110,7 @@ def test_cli_scotch(tmp_path, capsys):
     assert main(["partition", str(tmp_path / "g.graph"), "--parts", "3", "--method", "scotch"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["parts"] == 3 and result["method"] == "scotch" and result["refine"] is None
-    assert set(result["seconds_breakdown"]) == {"scotch"}
+    assert set(result["seconds_breakdown"]) == {"components", "scotch"}
 
 
 def test_missing_library_is_a_user_error(monkeypatch, tmp_path, capsys):
