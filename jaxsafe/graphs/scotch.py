@@ -16,6 +16,10 @@ defaults), edge weights as integers by the shared rule of
 (``SCOTCH_numSizeof``) and the integer scale is lowered when needed so that
 the total edge weight Scotch sums internally fits in it.
 
+Paper B's ordering baseline uses the same library: :func:`scotch_order`
+(``SCOTCH_graphOrder`` with its own empty, i.e. default, strategy object; the
+spec warns not to share one strategy between partitioning and ordering).
+
 Determinism and threads: Scotch 7 runs multithreaded by default, and its
 default context gave a different partition on every call here even after
 ``SCOTCH_randomSeed`` and ``SCOTCH_randomReset`` (thread scheduling). Each call
@@ -92,6 +96,7 @@ def _declare(lib: ctypes.CDLL) -> type:
         ("SCOTCH_graphExit", None, [ptr]),
         ("SCOTCH_graphBuild", ctypes.c_int, [ptr, c_num, c_num, ptr, ptr, ptr, ptr, c_num, ptr, ptr]),
         ("SCOTCH_graphPart", ctypes.c_int, [ptr, c_num, ptr, ptr]),
+        ("SCOTCH_graphOrder", ctypes.c_int, [ptr, ptr, ptr, ptr, ptr, ptr, ptr]),
         ("SCOTCH_stratAlloc", ptr, []),
         ("SCOTCH_stratInit", ctypes.c_int, [ptr]),
         ("SCOTCH_stratExit", None, [ptr]),
@@ -114,27 +119,23 @@ def available() -> bool:
     return _library() is not None
 
 
-def scotch_parts(adj: sp.csr_matrix, k: int = 2, seed: int = 0) -> np.ndarray:
-    """Scotch k-way partition (default strategy) of a graph with ≥ 2 vertices; see module docstring."""
+def _require() -> _Scotch:
     scotch = _library()
     if scotch is None:
         raise UserError(f"method 'scotch' needs the Scotch 7 library, which was not found "
                         f"(Debian/Ubuntu: apt-get install {DEBIAN_PACKAGE})")
-    lib, num = scotch
-    n, nnz = adj.shape[0], adj.nnz
-    num_max = int(np.iinfo(num).max)
-    if nnz > num_max:
-        raise UserError(f"graph has {nnz} adjacency entries, more than Scotch's {np.dtype(num).itemsize * 8}-bit "
-                        f"integers hold")
-    edlotab = integer_edge_weights(adj.data, top=min(INTEGER_WEIGHT_TOP, num_max // max(nnz, 1)))
-    if int(edlotab.sum()) > num_max:
-        raise UserError(f"total edge weight {int(edlotab.sum())} overflows Scotch's "
-                        f"{np.dtype(num).itemsize * 8}-bit integers; scale the weights down")
-    # graphBuild keeps pointers to these arrays (no copy): they must outlive the graph
-    verttab = np.ascontiguousarray(adj.indptr, dtype=num)
-    edgetab = np.ascontiguousarray(adj.indices, dtype=num)
-    edlotab = np.ascontiguousarray(edlotab, dtype=num)
-    parttab = np.empty(n, dtype=num)
+    return scotch
+
+
+@contextlib.contextmanager
+def _bound_graph(scotch: _Scotch, verttab: np.ndarray, edgetab: np.ndarray, edlotab: np.ndarray | None, seed: int):
+    """Yield ``(bound graph, empty strategy)``: the CSR graph bound to a deterministic one-thread context.
+
+    ``SCOTCH_graphBuild`` keeps pointers to the arrays (no copy): the caller keeps them alive.
+    Each call makes its own strategy object (one must not serve both partitioning and ordering).
+    """
+    lib = scotch.lib
+    n, nnz = len(verttab) - 1, len(edgetab)
     with contextlib.ExitStack() as cleanup:  # callbacks run in reverse: exits, then frees
         graph, strat, context, bound = (lib.SCOTCH_graphAlloc(), lib.SCOTCH_stratAlloc(),
                                         lib.SCOTCH_contextAlloc(), lib.SCOTCH_graphAlloc())
@@ -151,12 +152,54 @@ def scotch_parts(adj: sp.csr_matrix, k: int = 2, seed: int = 0) -> np.ndarray:
         _check(lib.SCOTCH_contextOptionSetNum(context, _OPTION_DETERMINISTIC, 1), "SCOTCH_contextOptionSetNum")
         lib.SCOTCH_contextRandomSeed(context, seed)
         _check(lib.SCOTCH_contextThreadSpawn(context, 1, None), "SCOTCH_contextThreadSpawn")
-        _check(lib.SCOTCH_graphBuild(graph, 0, n, verttab.ctypes.data, None, None, None, nnz,
-                                     edgetab.ctypes.data, edlotab.ctypes.data), "SCOTCH_graphBuild")
+        _check(lib.SCOTCH_graphBuild(graph, 0, n, verttab.ctypes.data, None, None, None, nnz, edgetab.ctypes.data,
+                                     None if edlotab is None else edlotab.ctypes.data), "SCOTCH_graphBuild")
         _check(lib.SCOTCH_contextBindGraph(context, graph, bound), "SCOTCH_contextBindGraph")
         cleanup.callback(lib.SCOTCH_graphExit, bound)
-        _check(lib.SCOTCH_graphPart(bound, k, strat, parttab.ctypes.data), "SCOTCH_graphPart")
+        yield bound, strat
+
+
+def scotch_parts(adj: sp.csr_matrix, k: int = 2, seed: int = 0) -> np.ndarray:
+    """Scotch k-way partition (default strategy) of a graph with ≥ 2 vertices; see module docstring."""
+    scotch = _require()
+    num = scotch.num
+    n, nnz = adj.shape[0], adj.nnz
+    num_max = int(np.iinfo(num).max)
+    if nnz > num_max:
+        raise UserError(f"graph has {nnz} adjacency entries, more than Scotch's {np.dtype(num).itemsize * 8}-bit "
+                        f"integers hold")
+    edlotab = integer_edge_weights(adj.data, top=min(INTEGER_WEIGHT_TOP, num_max // max(nnz, 1)))
+    if int(edlotab.sum()) > num_max:
+        raise UserError(f"total edge weight {int(edlotab.sum())} overflows Scotch's "
+                        f"{np.dtype(num).itemsize * 8}-bit integers; scale the weights down")
+    verttab = np.ascontiguousarray(adj.indptr, dtype=num)
+    edgetab = np.ascontiguousarray(adj.indices, dtype=num)
+    edlotab = np.ascontiguousarray(edlotab, dtype=num)
+    parttab = np.empty(n, dtype=num)
+    with _bound_graph(scotch, verttab, edgetab, edlotab, seed) as (bound, strat):
+        _check(scotch.lib.SCOTCH_graphPart(bound, k, strat, parttab.ctypes.data), "SCOTCH_graphPart")
     return parttab.astype(np.int64)
+
+
+def scotch_order(adj: sp.csr_matrix, seed: int = 0) -> np.ndarray:
+    """Scotch's fill-reducing ordering (``SCOTCH_graphOrder``, default strategy) of the graph's pattern.
+
+    Returns ``peritab``, the inverse permutation: entry ``i`` is the vertex placed at position ``i``
+    (the ``perm`` convention of :mod:`jaxsafe.graphs.ordering`). Edge weights are not passed: an
+    ordering depends on the pattern only.
+    """
+    scotch = _require()
+    num = scotch.num
+    if adj.nnz > int(np.iinfo(num).max):
+        raise UserError(f"graph has {adj.nnz} adjacency entries, more than Scotch's "
+                        f"{np.dtype(num).itemsize * 8}-bit integers hold")
+    verttab = np.ascontiguousarray(adj.indptr, dtype=num)
+    edgetab = np.ascontiguousarray(adj.indices, dtype=num)
+    permtab, peritab = np.empty(adj.shape[0], dtype=num), np.empty(adj.shape[0], dtype=num)
+    with _bound_graph(scotch, verttab, edgetab, None, seed) as (bound, strat):
+        _check(scotch.lib.SCOTCH_graphOrder(bound, strat, permtab.ctypes.data, peritab.ctypes.data, None, None, None),
+               "SCOTCH_graphOrder")
+    return peritab.astype(np.int64)
 
 
 def _check(status: int, name: str) -> None:

@@ -1,0 +1,123 @@
+"""Paper B's ordering benchmark: SuperLU fill-in and time of every ordering, side by side, on Delaunay graphs.
+
+Graphs: Delaunay triangulations of n = 3,000, 10,000 and 50,000 uniform points in the
+unit square (seed 0; the spec's reference numbers for n = 3,000 were measured "on a
+Delaunay graph": natural 2.28M, METIS NodeND 95k, Scotch 130k, COLAMD 160k,
+MMD_AT_PLUS_A 87k). Rows: every method of :data:`jaxsafe.graphs.ordering.ORDERINGS`
+(Scotch when its library is installed). Fill-in: ``fill_in`` with the SuperLU engine
+(the spec's recipe, structural count), except the natural order above n = 10,000,
+whose factor (≈ 6·10⁸ entries at 5·10⁴) is counted by the symbolic engine; the
+symbolic count is computed for every row and must agree. Time: one run of the
+ordering after a warm-up on a small graph (imports, numba); ``nd-gnn`` also runs
+once on each graph before the timed run (its first run compiles the GNN for new
+padded sizes — reported as ``seconds_first``). Also the top-level vertex separator
+(bisection + minimum cover) of each bisection method. Writes
+benchmarks/results/ordering.json and prints a table.
+
+    python benchmarks/ordering.py            # n = 3,000, 10,000, 50,000
+    python benchmarks/ordering.py --quick    # n = 3,000 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jaxsafe.graphs import scotch
+from jaxsafe.graphs.generators import delaunay
+from jaxsafe.graphs.gnn import GNNBisector
+from jaxsafe.graphs.ordering import ORDERINGS, fill_in, order, separator
+from jaxsafe.io import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+SIZES = (3_000, 10_000, 50_000)
+SUPERLU_NATURAL_MAX = 10_000  # natural order above this: symbolic count only (SuperLU took 13 s at 1e4)
+METHODS = tuple(m for m in ORDERINGS if m != "scotch" or scotch.available())
+SEPARATOR_METHODS = ("gnn", "metis", "spectral") + (("scotch",) if scotch.available() else ())
+SPEC_N3000 = {"natural": 2_280_000, "metis": 95_000, "scotch": 130_000, "colamd": 160_000, "mmd": 87_000}
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def run_graph(n: int, model) -> dict:
+    adj, _ = delaunay(n, seed=0)
+    rows = {}
+    for method in METHODS:
+        first = timed(order, adj, method, model=model)[1] if method == "nd-gnn" else None
+        perm, seconds = timed(order, adj, method, model=model)
+        symbolic, symbolic_s = timed(fill_in, adj, perm, engine="symbolic")
+        if method == "natural" and n > SUPERLU_NATURAL_MAX:
+            fill, engine, fill_s = symbolic, "symbolic", symbolic_s
+        else:
+            (fill, fill_s), engine = timed(fill_in, adj, perm), "superlu"
+            if fill != symbolic:
+                raise RuntimeError(f"{method} n={n}: SuperLU {fill} != symbolic {symbolic}")
+        rows[method] = {"fill_in": fill, "engine": engine, "seconds": seconds, "fill_seconds": fill_s,
+                        "symbolic_seconds": symbolic_s, **({"seconds_first": first} if first is not None else {})}
+        print(f"  n={n:6d} {method:16s} fill {fill:>11,d} ({engine})  order {seconds:7.3f} s"
+              + (f" (first run {first:.1f} s)" if first is not None else ""), flush=True)
+    seps = {}
+    for method in SEPARATOR_METHODS:
+        labels, seconds = timed(separator, adj, method, model=model)
+        sizes = np.bincount(labels, minlength=3)
+        seps[method] = {"A": int(sizes[0]), "B": int(sizes[1]), "S": int(sizes[2]), "seconds": seconds}
+    return {"n": n, "edges": adj.nnz // 2, "nnz_M": adj.nnz + n, "orderings": rows, "separators": seps}
+
+
+def print_tables(graphs: list[dict]) -> None:
+    header = "".join(f" {'fill n=' + format(g['n'], ','):>16s} {'x METIS':>8s} {'s':>7s}" for g in graphs)
+    print(f"\n{'ordering':16s}{header}")
+    for method in METHODS:
+        line = f"{method:16s}"
+        for g in graphs:
+            r, metis = g["orderings"][method], g["orderings"]["metis"]["fill_in"]
+            line += f" {r['fill_in']:>16,d} {r['fill_in'] / metis:8.2f} {r['seconds']:7.2f}"
+        print(line)
+    print(f"\n{'separator':10s}" + "".join(f" {'|S| n=' + format(g['n'], ','):>13s} {'|A|/|B|':>8s} {'s':>6s}"
+                                         for g in graphs))
+    for method in SEPARATOR_METHODS:
+        line = f"{method:10s}"
+        for g in graphs:
+            s = g["separators"][method]
+            line += f" {s['S']:>13d} {max(s['A'], s['B']) / max(min(s['A'], s['B']), 1):8.3f} {s['seconds']:6.2f}"
+        print(line)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="n = 3,000 only")
+    ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ordering.json")
+    args = ap.parse_args()
+    model = GNNBisector.load(args.weights)
+    t0 = time.perf_counter()
+    warm, _ = delaunay(1000, seed=99)
+    for method in METHODS:
+        fill_in(warm, order(warm, method, model=model), engine="symbolic")
+    print(f"warm-up {time.perf_counter() - t0:.1f} s", flush=True)
+    graphs = [run_graph(n, model) for n in (SIZES[:1] if args.quick else SIZES)]
+    print_tables(graphs)
+    results = {
+        "command": "python benchmarks/ordering.py" + (" --quick" if args.quick else ""),
+        "machine": f"{platform.processor() or platform.machine()}, shared 2-core CPU",
+        "weights": str(args.weights) if args.weights else "shipped",
+        "graphs": "Delaunay, unit square, seed 0",
+        "timing": "one run after a warm-up on n = 1,000; nd-gnn: one extra run on the same graph first",
+        "spec_reference_n3000": SPEC_N3000,
+        "results": graphs,
+        "total_seconds": time.perf_counter() - t0,
+    }
+    atomic_write_json(args.out, results)
+    print(f"\ntotal {results['total_seconds']:.0f} s; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
