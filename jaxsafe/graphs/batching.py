@@ -78,9 +78,10 @@ def locality_ranks(h: Hierarchy) -> list[np.ndarray]:
     Coarsest level: identity; each finer level: vertices sorted (stably) by the
     new position of the coarse vertex they merge into. The children of one
     coarse vertex are adjacent, the children of neighbouring coarse vertices
-    nearby, so a vertex's neighbours are mostly stored close to it. Gathers
-    then hit the cache: on a 10⁶-vertex Delaunay graph with randomly numbered
-    vertices the networks ran ~25 % faster in this order.
+    nearby, so a vertex's neighbours are mostly stored close to it and the
+    ELL row gathers hit the cache more often: on Delaunay graphs with randomly
+    numbered vertices both networks together ran 2 % faster at 10⁵ and 10 %
+    at 10⁶ (``benchmarks/gnn_inference.py``).
     """
     ranks = [np.arange(h.coarsest.n, dtype=np.int64)]
     for i in range(h.depth - 2, -1, -1):
