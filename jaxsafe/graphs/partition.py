@@ -37,6 +37,7 @@ import time
 import numba
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import connected_components
 
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.baselines import fiedler_vector, metis_parts
@@ -72,14 +73,22 @@ def evaluate(adj: sp.csr_matrix, parts: np.ndarray) -> dict:
     }
 
 
+COMPILED_COMPONENTS_FROM = 100_000  # vertices; below, scipy's labelling (no numba start-up cost)
+
+
 def components(adj: sp.csr_matrix) -> tuple[int, np.ndarray]:
     """Connected components of a symmetric CSR graph: ``(count, label per vertex)``.
 
-    A compiled breadth-first labelling, same labels as scipy's
-    ``connected_components`` (numbered by lowest vertex) and ~2.5× faster here:
-    0.2 vs 0.5 s at 10⁶ Delaunay vertices, where scipy's took ~10 % of a whole
-    GNN bisection.
+    Labels are numbered by the lowest vertex of each component (as scipy's
+    ``connected_components``). From ``COMPILED_COMPONENTS_FROM`` vertices a
+    compiled breadth-first labelling: 0.2 vs 0.5 s at 10⁶ Delaunay vertices,
+    where scipy's took ~10 % of a whole GNN bisection. Below, scipy's: the
+    first numba call of a process costs ~0.25 s, which a METIS bisection of a
+    small graph would otherwise pay.
     """
+    if adj.shape[0] < COMPILED_COMPONENTS_FROM:
+        count, labels = connected_components(adj, directed=False)
+        return int(count), labels.astype(np.int64)
     labels = np.full(adj.shape[0], -1, np.int64)
     count = _label_components(adj.indptr, adj.indices, labels)
     return count, labels
