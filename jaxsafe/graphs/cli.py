@@ -132,18 +132,23 @@ def demo(out_dir: Path) -> None:
     from jaxsafe.graphs.io import write_partition
     from jaxsafe.graphs.partition import bisect, evaluate
 
-    adj, _ = delaunay(2000, seed=7)
+    from jaxsafe.graphs.plot import plot_partitions
+
+    adj, points = delaunay(2000, seed=7)
     model = GNNBisector.load()
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"   Delaunay graph: n = {adj.shape[0]}, edges = {adj.nnz // 2}")
+    partitions, titles = {}, {}
     for method in ("gnn", "metis", "spectral"):
         t0 = time.perf_counter()
-        parts = bisect(adj, method, model=model)
+        parts = partitions[method] = bisect(adj, method, model=model)
         r = evaluate(adj, parts)
+        titles[method] = f"{method}: normalized cut {r['normalized_cut']:.4f}, balance {r['balance']:.2f}"
         write_partition(out_dir / f"{method}.part", parts)
         note = ", first call: includes compiling the per-level functions" if method == "gnn" else ""
         print(f"   {method:8s} normalized cut {r['normalized_cut']:.4f}  cut {r['cut']:.0f}  "
               f"balance {r['balance']:.3f}  ({time.perf_counter() - t0:.2f} s{note})")
+    print(f"   picture: {plot_partitions(adj, points, partitions, out_dir / 'partitions.png', titles)}")
     from jaxsafe.graphs.ordering import fill_in, order
 
     print("   sparse ordering of the same graph (fill-in nnz(L)+nnz(U), SuperLU):")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 
@@ -14,15 +13,8 @@ import numpy as np  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jaxsafe.io import atomic_write_bytes  # noqa: E402
+from jaxsafe.io import atomic_save_figure  # noqa: E402
 from jaxsafe.safetywashing.analysis import Result  # noqa: E402
-
-
-def _save(fig: plt.Figure, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
 
 
 def _area_order(safety: pd.DataFrame) -> list[str]:
@@ -79,7 +71,7 @@ def plot_correlations_by_area(result: Result, path: str | Path) -> Path:
     ax.set_xlabel("capabilities correlation (Spearman x 100)")
     ci = f", {round(100 * result.level)}% bootstrap CI" if result.n_boot else ""
     ax.set_title(f"Capabilities correlation by area ({result.n_models} models{ci})")
-    return _save(fig, Path(path))
+    return atomic_save_figure(fig, Path(path))
 
 
 def plot_area_summary(result: Result, path: str | Path) -> Path:
@@ -102,7 +94,7 @@ def plot_area_summary(result: Result, path: str | Path) -> Path:
     ax.set_axisbelow(True)
     ax.set_xlabel("capabilities correlation (Spearman x 100); black bar = area mean")
     ax.set_title(f"Capabilities correlation of safety benchmarks by area ({result.n_models} models)")
-    return _save(fig, Path(path))
+    return atomic_save_figure(fig, Path(path))
 
 
 def scatter_filename(benchmark: str) -> str:
@@ -165,4 +157,4 @@ def plot_scatter(result: Result, benchmark: str, path: str | Path) -> Path:
         f"{row['name']}: capabilities correlation {row.capabilities_correlation:.1f}{ci} ({int(row.n_models)} models)",
         fontsize=10,
     )
-    return _save(fig, Path(path))
+    return atomic_save_figure(fig, Path(path))
