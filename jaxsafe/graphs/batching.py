@@ -214,7 +214,7 @@ class Compiled:
     Compiled functions are cached per (module structure, method), so every
     model of one architecture (e.g. freshly loaded weights) reuses them. The
     module structure is hashed once, here: hashing an NNX ``GraphDef`` costs
-    ~0.8 ms, which per call was most of a small graph's bisection time.
+    ~0.15 ms, ~4 ms per bisection at ~26 per-level calls.
     """
 
     _cache: dict = {}  # GraphDef -> {method name: jitted function}
