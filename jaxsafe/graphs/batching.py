@@ -135,8 +135,7 @@ def pad_levels(h: Hierarchy, sizes: list[tuple[int, int]] | None = None, ell: bo
             cmap[ranks[min(i, h.depth - 1)]] = ranks[min(i + 1, h.depth - 1)][coarse]
         rank = np.arange(lv.n) if ranks is None else ranks[min(i, h.depth - 1)]
         if ell:  # small levels: every edge in a slot, slot count a power of two (few distinct shapes)
-            small = num_nodes <= ELL_MIN_NODES
-            g = _ell_graph(lv, num_nodes, rank, bucket(int(np.diff(lv.adj.indptr).max(initial=0))) if small else None)
+            g = _ell_graph(lv, num_nodes, rank, all_in_slots=num_nodes <= ELL_MIN_NODES)
         else:
             g = _edge_graph(lv, num_nodes, num_edges)
         out.append(PaddedLevel(g, cmap, np.arange(num_nodes) < lv.n, np.int32(lv.n)))
@@ -168,17 +167,18 @@ def ell_slots(degrees: np.ndarray, overflow_cost: int = 12) -> int:
     return min(cost, key=cost.get)
 
 
-def _ell_graph(lv: Level, num_nodes: int, rank: np.ndarray | None = None, slots: int | None = None) -> EllGraph:
+def _ell_graph(lv: Level, num_nodes: int, rank: np.ndarray | None = None, all_in_slots: bool = False) -> EllGraph:
     """ELL + COO split of a level's CSR adjacency, padded to ``num_nodes`` (one compiled pass).
 
-    Vertex ``v`` is stored in row ``rank[v]`` (default: ``v``); ``slots`` per row
-    (default: :func:`ell_slots`).
+    Vertex ``v`` is stored in row ``rank[v]`` (default: ``v``). Slots per row:
+    :func:`ell_slots`, or with ``all_in_slots`` the power of two ≥ the largest
+    degree (no edge list).
     """
     if num_nodes <= lv.n:
         raise ValueError(f"level with {lv.n} nodes does not fit in {num_nodes}")
     adj = lv.adj
     deg = np.diff(adj.indptr)
-    k = ell_slots(deg) if slots is None else slots
+    k = bucket(int(deg.max(initial=0))) if all_in_slots else ell_slots(deg)
     m = bucket(int(np.maximum(deg - k, 0).sum()))
     neighbours = np.full((num_nodes, k), num_nodes - 1, np.int32)
     weights = np.zeros((num_nodes, k), np.float32)

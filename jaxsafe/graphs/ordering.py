@@ -37,10 +37,10 @@ import numpy as np
 import pymetis
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
-from scipy.sparse.csgraph import breadth_first_order, connected_components, maximum_bipartite_matching
+from scipy.sparse.csgraph import breadth_first_order, maximum_bipartite_matching
 
 from jaxsafe.errors import UserError
-from jaxsafe.graphs.partition import METHODS, bisect
+from jaxsafe.graphs.partition import METHODS, bisect, components
 from jaxsafe.graphs.scotch import scotch_order
 
 ENGINES = ("superlu", "symbolic")
@@ -299,7 +299,7 @@ def nested_dissection(adj, separator_fn: Callable[[sp.csr_matrix], np.ndarray],
         if len(idx) < leaf_size:
             perm[lo: lo + len(idx)] = idx[minimum_degree(sub)]
             continue
-        ncomp, labels = connected_components(sub, directed=False)
+        ncomp, labels = components(sub)
         if ncomp > 1:
             sizes = np.bincount(labels)
             small = sizes[labels] < leaf_size

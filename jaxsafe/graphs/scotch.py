@@ -163,19 +163,14 @@ def scotch_parts(adj: sp.csr_matrix, k: int = 2, seed: int = 0) -> np.ndarray:
     """Scotch k-way partition (default strategy) of a graph with ≥ 2 vertices; see module docstring."""
     scotch = _require()
     num = scotch.num
-    n, nnz = adj.shape[0], adj.nnz
+    verttab, edgetab = _csr_tabs(adj, num)
     num_max = int(np.iinfo(num).max)
-    if nnz > num_max:
-        raise UserError(f"graph has {nnz} adjacency entries, more than Scotch's {np.dtype(num).itemsize * 8}-bit "
-                        f"integers hold")
-    edlotab = integer_edge_weights(adj.data, top=min(INTEGER_WEIGHT_TOP, num_max // max(nnz, 1)))
+    edlotab = integer_edge_weights(adj.data, top=min(INTEGER_WEIGHT_TOP, num_max // max(adj.nnz, 1)))
     if int(edlotab.sum()) > num_max:
         raise UserError(f"total edge weight {int(edlotab.sum())} overflows Scotch's "
                         f"{np.dtype(num).itemsize * 8}-bit integers; scale the weights down")
-    verttab = np.ascontiguousarray(adj.indptr, dtype=num)
-    edgetab = np.ascontiguousarray(adj.indices, dtype=num)
     edlotab = np.ascontiguousarray(edlotab, dtype=num)
-    parttab = np.empty(n, dtype=num)
+    parttab = np.empty(adj.shape[0], dtype=num)
     with _bound_graph(scotch, verttab, edgetab, edlotab, seed) as (bound, strat):
         _check(scotch.lib.SCOTCH_graphPart(bound, k, strat, parttab.ctypes.data), "SCOTCH_graphPart")
     return parttab.astype(np.int64)
@@ -190,16 +185,20 @@ def scotch_order(adj: sp.csr_matrix, seed: int = 0) -> np.ndarray:
     """
     scotch = _require()
     num = scotch.num
-    if adj.nnz > int(np.iinfo(num).max):
-        raise UserError(f"graph has {adj.nnz} adjacency entries, more than Scotch's "
-                        f"{np.dtype(num).itemsize * 8}-bit integers hold")
-    verttab = np.ascontiguousarray(adj.indptr, dtype=num)
-    edgetab = np.ascontiguousarray(adj.indices, dtype=num)
+    verttab, edgetab = _csr_tabs(adj, num)
     permtab, peritab = np.empty(adj.shape[0], dtype=num), np.empty(adj.shape[0], dtype=num)
     with _bound_graph(scotch, verttab, edgetab, None, seed) as (bound, strat):
         _check(scotch.lib.SCOTCH_graphOrder(bound, strat, permtab.ctypes.data, peritab.ctypes.data, None, None, None),
                "SCOTCH_graphOrder")
     return peritab.astype(np.int64)
+
+
+def _csr_tabs(adj: sp.csr_matrix, num: type) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR index arrays as ``SCOTCH_Num`` (``verttab``, ``edgetab``), after checking they fit its width."""
+    if adj.nnz > int(np.iinfo(num).max):
+        raise UserError(f"graph has {adj.nnz} adjacency entries, more than Scotch's "
+                        f"{np.dtype(num).itemsize * 8}-bit integers hold")
+    return np.ascontiguousarray(adj.indptr, dtype=num), np.ascontiguousarray(adj.indices, dtype=num)
 
 
 def _check(status: int, name: str) -> None:
