@@ -2,24 +2,39 @@
 
 A config class is a frozen dataclass whose fields have defaults (nested dataclasses
 allowed). :func:`load_config` reads a YAML file, applies ``key=value`` overrides
-(dotted keys for nested fields, values parsed as YAML scalars), checks every key
-and type, and returns an instance. Unknown keys and wrong types are
-:class:`~jaxsafe.errors.UserError`\\ s naming the key and the file, so a typo never
-silently falls back to a default.
+(dotted keys for nested fields, values parsed as YAML scalars), checks every key,
+type and range, and returns an instance. Unknown keys, wrong types and values out
+of range are :class:`~jaxsafe.errors.UserError`\\ s naming the key, the value, the
+allowed range and where the value came from (the file, or ``override k=v``), so a
+typo never silently falls back to a default and ``steps=-5`` never runs.
+
+Ranges are declared once, on the field, with :func:`field` (a thin wrapper of
+:func:`dataclasses.field` that stores a :class:`Range` in the field's metadata under
+``"range"``): bounds ``ge``/``gt``/``le``/``lt``, a set of ``choices``, and ``also``
+for sentinel values outside the bounds (``-1`` = "all"). ``None`` always passes (an
+optional field left unset); for tuple/list fields every item is checked. Checks that
+relate two fields (warmup below steps) belong in ``__post_init__`` raising
+``ValueError``: :func:`load_config` reports it as one line with the file.
+:func:`check_ranges` runs the same checks on a config built in Python.
 
 Example::
 
     @dataclasses.dataclass(frozen=True)
     class Train:
-        lr: float = 1e-3
-        steps: int = 100
+        lr: float = field(1e-3, gt=0)
+        steps: int = field(100, ge=1)
+        dropout: float = field(0.0, ge=0, le=1)
+        mode: str = field("fast", choices=("fast", "slow"))
 
     cfg = load_config(Train, "configs/x.yaml", ["steps=20"])
+    load_config(Train, None, ["steps=0"])
+    # UserError: override steps=0: key 'steps' is 0, must be >= 1
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -32,29 +47,103 @@ from jaxsafe.errors import UserError
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a config field accepts (see the module docstring)."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    choices: tuple | None = None
+    also: tuple = ()
+
+    def __contains__(self, value: Any) -> bool:
+        if value is None or value in self.also:
+            return True
+        if self.choices is not None:
+            return value in self.choices
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return True  # the type check reports these
+        if isinstance(value, float) and math.isnan(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        else:
+            lo = f"[{_num(self.ge)}" if self.ge is not None else f"({_num(self.gt)}" if self.gt is not None else None
+            hi = f"{_num(self.le)}]" if self.le is not None else f"{_num(self.lt)})" if self.lt is not None else None
+            if lo and hi:
+                text = f"in {lo}, {hi}"
+            elif lo:
+                text = (">= " if lo[0] == "[" else "> ") + lo[1:]
+            elif hi:
+                text = ("<= " if hi[-1] == "]" else "< ") + hi[:-1]
+            else:
+                text = "any number"
+        return text + "".join(f" or {a!r}" for a in self.also)
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def field(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+          le: float | None = None, lt: float | None = None, choices: Iterable | None = None,
+          also: Iterable = (), **kwargs: Any) -> Any:
+    """:func:`dataclasses.field` with a declared :class:`Range` (``metadata["range"]``)."""
+    rng = Range(ge, gt, le, lt, tuple(choices) if choices is not None else None, tuple(also))
+    if isinstance(default, (list, dict, set)) or (dataclasses.is_dataclass(default) and not isinstance(default, type)):
+        kwargs.setdefault("default_factory", lambda d=default: d)
+    elif default is not dataclasses.MISSING:
+        kwargs["default"] = default
+    return dataclasses.field(metadata={"range": rng, **kwargs.pop("metadata", {})}, **kwargs)
+
+
+def range_of(cls: type, name: str) -> Range | None:
+    """The declared range of field ``name`` of the config class ``cls`` (``None``: unconstrained)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("range")
+
+
+def check_ranges(cfg: Any, source: str = "config") -> Any:
+    """Check every declared range of ``cfg`` (recursively); returns ``cfg`` or raises :class:`UserError`."""
+    _check_instance(cfg, _Origins(source, {}), "")
+    return cfg
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Build ``cls`` from the YAML file at ``path`` (optional) and ``key=value`` overrides."""
     source = str(path) if path is not None else "<defaults>"
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise UserError(f"config file {path} is a directory, not a YAML file")
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         try:
             loaded = yaml.safe_load(path.read_text())
         except yaml.YAMLError as e:
             raise UserError(f"{path}: not valid YAML ({_first_line(e)})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"config file {path} cannot be read ({_first_line(e)})") from None
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
             raise UserError(f"{path}: top level must be a mapping of keys to values")
         data = loaded
+    origins = _Origins(source, {})
     for item in overrides:
         key, sep, raw = item.partition("=")
+        key = key.strip()
         if not sep or not key:
             raise UserError(f"override {item!r} is not of the form key=value")
-        _set_dotted(data, key.strip(), _parse_scalar(raw))
-    return _build(cls, data, source, prefix="")
+        _set_dotted(data, key, _parse_scalar(raw))
+        origins.overrides[key] = item
+    return _build(cls, data, origins, prefix="")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -64,6 +153,20 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_config(cfg: Any) -> str:
     return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
+
+
+@dataclasses.dataclass
+class _Origins:
+    """Where values came from: the file (``source``) or an override (dotted key -> ``k=v`` text)."""
+
+    source: str
+    overrides: dict[str, str]
+
+    def of(self, key: str) -> str:
+        for k, item in self.overrides.items():
+            if key == k or key.startswith(k + ".") or key.startswith(k + "["):
+                return f"override {item}"
+        return self.source
 
 
 def _plain(obj: Any) -> Any:
@@ -96,43 +199,71 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _build(cls: type, data: dict, source: str, prefix: str) -> Any:
+def _build(cls: type, data: dict, origins: _Origins, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise UserError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping")
+        where = origins.of(prefix.rstrip("."))
+        raise UserError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = [k for k in data if k not in fields]
     if unknown:
         known = ", ".join(sorted(fields))
-        raise UserError(f"{source}: unknown key '{prefix}{unknown[0]}' (known keys: {known})")
+        where = origins.of(f"{prefix}{unknown[0]}")
+        raise UserError(f"{where}: unknown key '{prefix}{unknown[0]}' (known keys: {known})")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, source, f"{prefix}{name}")
+        kwargs[name] = _coerce(hints[name], value, origins, f"{prefix}{name}")
+        _check_value(fields[name], kwargs[name], origins, f"{prefix}{name}")
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:
-        raise UserError(f"{source}: {_first_line(e)}") from None
+        where = origins.source if not origins.overrides else f"{origins.source} (with overrides {' '.join(origins.overrides.values())})"
+        raise UserError(f"{where}: {_first_line(e)}") from None
 
 
-def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
+def _check_value(f: dataclasses.Field, value: Any, origins: _Origins, key: str) -> None:
+    rng = f.metadata.get("range")
+    if rng is None:
+        return
+    items = list(enumerate(value)) if isinstance(value, (list, tuple)) else [(None, value)]
+    for i, v in items:
+        if v not in rng:
+            k = key if i is None else f"{key}[{i}]"
+            raise UserError(f"{origins.of(k)}: key '{k}' is {v!r}, must be {rng.describe()}")
+
+
+def _check_instance(cfg: Any, origins: _Origins, prefix: str) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        _check_value(f, value, origins, f"{prefix}{f.name}")
+        if dataclasses.is_dataclass(value):
+            _check_instance(value, origins, f"{prefix}{f.name}.")
+        elif isinstance(value, (tuple, list)):
+            for i, v in enumerate(value):
+                if dataclasses.is_dataclass(v):
+                    _check_instance(v, origins, f"{prefix}{f.name}[{i}].")
+
+
+def _coerce(tp: Any, value: Any, origins: _Origins, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; convert lists to tuples and ints to floats."""
+    source = origins.of(key)
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, source, prefix=f"{key}.")
+        built = _build(tp, value, origins, prefix=f"{key}.")
+        return built
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, source, key)
-            except UserError as e:
-                errors.append(e)
+                return _coerce(arg, value, origins, key)
+            except UserError:
+                continue
         raise UserError(f"{source}: key '{key}' has value {value!r}, expected {_type_name(tp)}")
     if origin is typing.Literal:
         if value in typing.get_args(tp):
@@ -143,7 +274,7 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
             raise UserError(f"{source}: key '{key}' must be a list, got {value!r}")
         args = typing.get_args(tp)
         item_tp = args[0] if args else Any
-        items = [_coerce(item_tp, v, source, f"{key}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(item_tp, v, origins, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
@@ -157,6 +288,8 @@ def _coerce(tp: Any, value: Any, source: str, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{source}: key '{key}' must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise UserError(f"{source}: key '{key}' must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -26,27 +26,12 @@ from flax import nnx
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.batching import Compiled, PaddedLevel, locality_ranks, masked_mean, pad_levels
 from jaxsafe.graphs.coarsen import Hierarchy, build_hierarchy
+from jaxsafe.graphs.config import ModelConfig
 from jaxsafe.graphs.embedding import SpectralEmbedding, coarsest_features, embed, fiedler_from_embedding
 from jaxsafe.graphs.partition_module import PartitionModule, vcycle
 from jaxsafe.io import atomic_write_bytes
 
 WEIGHTS_FILE = "gnn_bisection.safetensors"
-
-
-@dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """Architecture and hierarchy settings (part of the weights file's metadata)."""
-
-    laplacian: str = "sym"  # "sym" or "rw"; see embedding.py
-    coarsest_size: int = 16
-    embed_hidden: int = 32
-    part_hidden: int = 16
-    # Inference: the embedding module runs at most this many levels up. On deeper
-    # hierarchies it starts from the exact eigenvectors of level `max_up_levels`
-    # (counted from the top) instead of the coarsest: the shipped weights were
-    # trained on n <= 2000 (<= 8 levels up from 16 vertices), and running them
-    # through 16 levels at n = 1e5 misplaced the cut (balance 2.7; docs/graphs.md).
-    max_up_levels: int = 8
 
 
 def partition_input(f: np.ndarray | jax.Array, mask, n) -> jax.Array:

@@ -41,7 +41,8 @@ from jaxsafe.graphs.batching import PaddedLevel, bucket, group_sizes, pad_levels
 from jaxsafe.graphs.coarsen import build_hierarchy
 from jaxsafe.graphs.embedding import coarsest_features, embed
 from jaxsafe.graphs.generators import delaunay
-from jaxsafe.graphs.gnn import WEIGHTS_FILE, GNNBisector, ModelConfig, partition_input
+from jaxsafe.graphs.config import ModelConfig, PhaseConfig, TrainConfig  # noqa: F401  (re-exported)
+from jaxsafe.graphs.gnn import WEIGHTS_FILE, GNNBisector, partition_input
 from jaxsafe.graphs.losses import expected_normalized_cut, rayleigh_loss
 from jaxsafe.graphs.partition_module import restrict, vcycle
 from jaxsafe.graphs.partition import bisect, evaluate
@@ -49,29 +50,6 @@ from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json
 from jaxsafe.parallel import make_mesh, shard_batch
 from jaxsafe.runs import RunDir, train_loop
-
-
-@dataclasses.dataclass(frozen=True)
-class PhaseConfig:
-    graphs: int = 300
-    n_min: int = 100
-    n_max: int = 2000
-    wide_fraction: float = 0.3333  # share of graphs in [0,2]×[0,1] (paper: 1,000 of 3,000)
-    epochs: int = 20
-    lr: float = 1e-3
-    accumulate: int = 5
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    max_levels: int = 16
-    checkpoint_every: int = 200
-    eval_graphs: int = 10
-    data_parallel: int = 1  # devices the graphs of a batch are split over (mesh "data" axis); -1: all
-    model: ModelConfig = ModelConfig()
-    embedding: PhaseConfig = PhaseConfig()
-    partition: PhaseConfig = PhaseConfig(graphs=30, n_min=200, n_max=500, wide_fraction=0.0, epochs=200, lr=1e-3)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,47 +29,12 @@ import numpy as np
 from jaxsafe.config import config_to_dict, dump_config
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json, atomic_write_text
-from jaxsafe.toyworld.corpus import CorpusSpec, corpus_files, mcq_files, pretraining_documents
-from jaxsafe.toyworld.world import WorldSpec, make_world
+from jaxsafe.toyworld.config import BuildConfig, CorpusSpec, ModelSpec, TrainSpec  # noqa: F401  (the config's home; re-exported)
+from jaxsafe.toyworld.corpus import corpus_files, mcq_files, pretraining_documents
+from jaxsafe.toyworld.world import WorldSpec, make_world  # noqa: F401
 
 MCQ_SETS = ("hazard", "hazard_A", "hazard_E", "benign", "practice")
 MODELS = {"base": (), "control": ("E",)}  # model name -> entity roles left out of its pretraining
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A small Llama configuration (tied embeddings keep the parameter count down)."""
-
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    num_layers: int = 4
-    num_heads: int = 4
-    num_kv_heads: int = 4
-    head_dim: int = 32
-    seq_len: int = 128  # training row length and max_position_embeddings
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    steps: int = 800  # many small steps: memorizing facts takes updates more than tokens
-    batch_size: int = 16
-    lr: float = 5e-3
-    warmup_steps: int = 50
-    final_lr_fraction: float = 0.1  # cosine decay to lr * this
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
-    checkpoint_every: int = 100
-
-
-@dataclass(frozen=True)
-class BuildConfig:
-    seed: int = 0
-    vocab_size: int = 4096  # an upper bound: training stops once every word of the world is one token
-    world: WorldSpec = field(default_factory=WorldSpec)
-    corpus: CorpusSpec = field(default_factory=CorpusSpec)
-    model: ModelSpec = field(default_factory=ModelSpec)
-    train: TrainSpec = field(default_factory=TrainSpec)
-    eval_batch_size: int = 64
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -14,24 +14,16 @@ Pretraining documents (per entity):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 
 from jaxsafe.data.multiple_choice import Question
 from jaxsafe.evals.mcq import LETTERS, cloze_prompt, letter_prompt
+from jaxsafe.toyworld.config import CorpusSpec
 from jaxsafe.toyworld.world import DOMAINS, World, mc_item, paragraph
 
 # independent random streams
 _PRETRAIN, _FILES, _EVAL = 1, 2, 3
-
-
-@dataclass(frozen=True)
-class CorpusSpec:
-    mentions: int = 48  # pretraining paragraphs per entity
-    mc_renderings: int = 6  # lettered practice items per practice fact
-    cloze_renderings: int = 2  # cloze practice items per practice fact
-    file_docs_per_entity: int = 4  # paragraphs per entity in the corpus files
 
 
 def _entity_rngs(world: World, stream: int):

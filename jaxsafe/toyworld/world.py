@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from jaxsafe.config import field
 from jaxsafe.errors import UserError
 
 
@@ -139,11 +140,11 @@ class WorldSpec:
     sqrt(questions_per_fact).
     """
 
-    domains: tuple[str, ...] = ("pathogens", "towns")
-    eval_entities: int = 64  # per domain; x 4 attributes = evaluation facts
-    practice_entities: int = 32  # per domain; their facts are rendered as practice MC items
-    attack_fraction: float = 0.5  # hazardous eval entities that go to set A (the rest: E)
-    questions_per_fact: int = 4  # held-out renderings (template, distractors, order) per evaluation fact
+    domains: tuple[str, ...] = field(("pathogens", "towns"), choices=tuple(DOMAINS))
+    eval_entities: int = field(64, ge=2)  # per domain; x 4 attributes = evaluation facts
+    practice_entities: int = field(32, ge=1)  # per domain; their facts are rendered as practice MC items
+    attack_fraction: float = field(0.5, gt=0, lt=1)  # hazardous eval entities that go to set A (the rest: E)
+    questions_per_fact: int = field(4, ge=1)  # held-out renderings (template, distractors, order) per evaluation fact
 
 
 @dataclass(frozen=True)

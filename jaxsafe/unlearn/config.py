@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from jaxsafe.config import field
+
 
 @dataclasses.dataclass(frozen=True)
 class EvalSet:
@@ -24,7 +26,7 @@ class Topic:
     data: str = ""
     config: str | None = None
     split: str | None = None
-    max_length: int = 512
+    max_length: int = field(512, ge=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,23 +46,23 @@ class RMUConfig:
 
     world: str | None = None
     model: str = ""
-    dtype: str = "float32"
+    dtype: str = field("float32", choices=("float32", "bfloat16", "float16"))
     forget: tuple[Topic, ...] = ()
     retain: Topic = Topic(name="retain")
     evals: tuple[EvalSet, ...] = ()
-    eval_batch_size: int = 32
+    eval_batch_size: int = field(32, ge=1)
     eval_format: Literal["letter", "cloze"] = "letter"
-    layer: int = 7
+    layer: int = field(7, ge=0)  # and below the model's layer count (checked when the model is known)
     update: str | None = None
-    steering_coef: float = 20.0
-    alpha: float = 100.0
-    lr: float = 5e-5
-    steps: int = 80
-    batch_size: int = 4
-    seed: int = 42
+    steering_coef: float = field(20.0, gt=0)
+    alpha: float = field(100.0, ge=0)
+    lr: float = field(5e-5, gt=0)
+    steps: int = field(80, ge=1)
+    batch_size: int = field(4, ge=1)
+    seed: int = field(42, ge=0)
     authors_convention: bool = False
-    checkpoint_every: int = 50
-    max_rows: int = 0
+    checkpoint_every: int = field(50, ge=1)
+    max_rows: int = field(0, ge=0)
 
     def update_selector(self) -> str:
         return self.update or f"layers.{max(self.layer - 2, 0)}-{self.layer}.mlp.down_proj"
