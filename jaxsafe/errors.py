@@ -6,5 +6,5 @@ ordinary exception they can catch.
 """
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input from the user: a missing file, a malformed config, a bad value."""

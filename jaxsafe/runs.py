@@ -55,6 +55,7 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         self._manager = ocp.CheckpointManager(
             ckpt_dir,
+            item_handlers=ocp.StandardCheckpointHandler(),
             options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
         )
 
@@ -81,20 +82,39 @@ class RunDir:
         return self._manager.latest_step()
 
     def save_checkpoint(self, step: int, state: Any) -> None:
-        """Save ``state`` (any pytree of arrays and scalars) as checkpoint ``step``."""
-        leaves = [_savable(x) for x in jax.tree.leaves(state)]
-        self._manager.save(step, args=ocp.args.StandardSave({"leaves": leaves}))
+        """Save ``state`` (any pytree of arrays and scalars) as checkpoint ``step``, by name.
+
+        The checkpoint is a nested dict keyed by the state's own names (fields,
+        dict keys, list indices): ``{"params": {"layers": ...}, "opt_state": ...}``,
+        so ``orbax.checkpoint.StandardCheckpointer().restore(path)`` reads it without
+        jaxsafe.
+        """
+        self._manager.save(step, args=ocp.args.StandardSave(named_tree(state)))
         self._manager.wait_until_finished()
 
     def restore(self, step: int, target: Any) -> Any:
-        """Restore checkpoint ``step`` into the structure, dtypes and shardings of ``target``."""
-        leaves, treedef = jax.tree.flatten(target)
-        abstract = {"leaves": [_abstract(x) for x in leaves]}
-        try:
-            restored = self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-        except (ValueError, KeyError, FileNotFoundError) as e:
-            raise UserError(f"checkpoint {step} in {self.path} does not match this run's state: {e}") from None
-        return jax.tree.unflatten(treedef, [_unsavable(r, t) for r, t in zip(restored["leaves"], leaves)])
+        """Restore checkpoint ``step`` into the structure, dtypes and shardings of ``target``.
+
+        A checkpoint whose names, shapes or dtypes differ from ``target``'s is refused
+        with a :class:`UserError` naming the first differing path.
+        """
+        paths, treedef = _named_leaves(target)
+        saved = dict(_flatten_names(self._manager.item_metadata(step).tree))
+        for name, leaf in paths:
+            got = saved.pop(name, None)
+            want = _savable(leaf)
+            if got is None:
+                raise UserError(f"checkpoint {step} in {self.path} does not match this run: it has no {name!r}")
+            if tuple(got.shape) != tuple(np.shape(want)) or np.dtype(got.dtype) != np.dtype(want.dtype):
+                raise UserError(f"checkpoint {step} in {self.path} does not match this run: {name!r} is "
+                                f"{np.dtype(got.dtype).name}{list(got.shape)} there, "
+                                f"{np.dtype(want.dtype).name}{list(np.shape(want))} here")
+        if saved:
+            raise UserError(f"checkpoint {step} in {self.path} does not match this run: "
+                            f"{sorted(saved)[0]!r} is not part of this run's state")
+        abstract = _nest({name: _abstract(leaf) for name, leaf in paths})
+        restored = dict(_flatten_names(self._manager.restore(step, args=ocp.args.StandardRestore(abstract))))
+        return jax.tree.unflatten(treedef, [_unsavable(restored[name], leaf) for name, leaf in paths])
 
     def restore_latest(self, target: Any) -> tuple[int, Any] | None:
         step = self.latest_step()
@@ -117,13 +137,18 @@ def train_loop(
     *,
     checkpoint_every: int = 100,
     log_every: int = 1,
+    fetch_every: int = 50,
     desc: str = "train",
 ) -> Any:
     """Run ``num_steps`` of ``state, metrics = step_fn(state, batch_fn(k))`` with checkpoints.
 
     With ``run.resume`` the loop restarts after the last checkpoint (metrics logged
     after it are dropped and recomputed). A checkpoint is written every
-    ``checkpoint_every`` steps and after the last step. Returns the final state.
+    ``checkpoint_every`` steps and after the last step. Metrics of every
+    ``log_every``-th step are kept on the device and moved to the host (and to
+    ``metrics.jsonl``) only every ``fetch_every`` steps and before each checkpoint,
+    so the host does not wait for each step to finish before dispatching the next.
+    Returns the final state.
     """
     start = 0
     if run.resume:
@@ -132,17 +157,77 @@ def train_loop(
             start, state = restored
     run.truncate_metrics(start)
     bar = tqdm(total=num_steps, initial=start, desc=desc, disable=not sys.stderr.isatty(), leave=False)
+    pending: list[tuple[int, Mapping[str, Any]]] = []
+
+    def flush() -> None:
+        rows = jax.device_get(pending)
+        for k, metrics in rows:
+            run.log(k, **metrics)
+        if rows:
+            last = {k: _to_python(v) for k, v in rows[-1][1].items()}
+            bar.set_postfix({k: f"{v:.4g}" for k, v in last.items() if isinstance(v, float)}, refresh=False)
+        pending.clear()
+
     for step in range(start, num_steps):
         state, metrics = step_fn(state, batch_fn(step))
         if step % log_every == 0 or step + 1 == num_steps:
-            metrics = {k: _to_python(v) for k, v in metrics.items()}
-            run.log(step, **metrics)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if isinstance(v, float)}, refresh=False)
+            pending.append((step, metrics))
         bar.update(1)
-        if (step + 1) % checkpoint_every == 0 or step + 1 == num_steps:
+        last = step + 1 == num_steps
+        checkpoint = (step + 1) % checkpoint_every == 0 or last
+        if checkpoint or (step + 1) % fetch_every == 0:
+            flush()
+        if checkpoint:
             run.save_checkpoint(step + 1, state)
     bar.close()
     return state
+
+
+def _key_name(key: Any) -> str:
+    for attr in ("name", "key", "idx"):
+        if hasattr(key, attr):
+            return str(getattr(key, attr))
+    return str(key)
+
+
+def _named_leaves(tree: Any) -> tuple[list[tuple[str, Any]], Any]:
+    """[(``a/b/c`` name, leaf)] of ``tree`` in flatten order, and its treedef.
+
+    A name joins the path's field names, dict keys and list indices; the trailing
+    ``value`` of an NNX variable is dropped, so parameters are named as in the model.
+    """
+    with_path, treedef = jax.tree_util.tree_flatten_with_path(tree)
+    named = []
+    for path, leaf in with_path:
+        parts = [_key_name(k) for k in path]
+        if len(parts) > 1 and parts[-1] == "value" and isinstance(path[-1], jax.tree_util.GetAttrKey):
+            parts = parts[:-1]
+        named.append(("/".join(parts) or "value", leaf))
+    return named, treedef
+
+
+def named_tree(tree: Any) -> dict:
+    """``tree`` as a nested dict of names (see :func:`_named_leaves`), leaves made savable."""
+    return _nest({name: _savable(leaf) for name, leaf in _named_leaves(tree)[0]})
+
+
+def _nest(flat: Mapping[str, Any]) -> dict:
+    out: dict = {}
+    for name, value in flat.items():
+        *parents, last = name.split("/")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def _flatten_names(tree: Any, prefix: str = ""):
+    if isinstance(tree, Mapping):
+        for k, v in tree.items():
+            yield from _flatten_names(v, f"{prefix}{k}/")
+    else:
+        yield prefix.rstrip("/"), tree
 
 
 def _is_key(x: Any) -> bool:
