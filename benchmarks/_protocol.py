@@ -148,22 +148,24 @@ def format_ratio(r: dict) -> str:
     return f"{r['median']:.2f}× ({r['min']:.2f}–{r['max']:.2f})"
 
 
-def decide(protocol: dict, allow_load: bool) -> str:
+def decide(protocol: dict, allow_load: bool, speed: bool = True) -> str:
     """``"write"``, ``"write-loaded"`` or ``"refuse"``."""
     if not protocol["loaded"]:
         return "write"
-    return "write-loaded" if allow_load else "refuse"
+    return "write-loaded" if allow_load or not speed else "refuse"
 
 
-def write_results(path: Path, result: dict, monitor: Monitor, *, allow_load: bool,
+def write_results(path: Path, result: dict, monitor: Monitor, *, allow_load: bool, speed: bool = True,
                   writer: Callable[[Path, dict], None] | None = None) -> dict:
     """Writes ``result`` with its protocol record to ``path``, or refuses (exit status 3) when loaded.
 
-    Returns the protocol record. Print the tables before calling this, so a
-    refused run still shows its numbers.
+    ``speed=False`` is for scripts whose headline numbers are accuracies or
+    agreements, not timings: they always write, and ``"loaded"`` tells whether the
+    timings they also record can be trusted. Returns the protocol record. Print
+    the tables before calling this, so a refused run still shows its numbers.
     """
     protocol = monitor.finish()
-    action = decide(protocol, allow_load)
+    action = decide(protocol, allow_load, speed)
     before, after = protocol["load_average_before"][0], protocol["load_average_after"][0]
     print(f"load average {before:.2f} before, {after:.2f} after (this run used {protocol['own_cores']:.2f} cores, "
           f"other processes {protocol['other_processes_cores']}); limit {protocol['load_limit']}")

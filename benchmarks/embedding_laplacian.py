@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from partitioning import ROOT, make_test_set, measure  # noqa: E402
 
 from jaxsafe.graphs.generators import delaunay  # noqa: E402
+from _protocol import Monitor, add_arguments, write_results  # noqa: E402
 from jaxsafe.graphs.gnn import GNNBisector  # noqa: E402
-from jaxsafe.io import atomic_write_json  # noqa: E402
 
 REFINES = (("network alone", "none"), ("+ sweep", "sweep"))
 
@@ -55,7 +55,9 @@ def main() -> None:
     ap.add_argument("--weights", action="append", type=_weights, required=True, help="LABEL=PATH or 'shipped'")
     ap.add_argument("--quick", action="store_true", help="10 graphs instead of 50")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "embedding_laplacian.json")
+    add_arguments(ap)
     args = ap.parse_args()
+    monitor = Monitor()
     models = {label: GNNBisector.load(path) for label, path in args.weights}
     sizes, test_set = make_test_set(quick=args.quick)
 
@@ -96,7 +98,7 @@ def main() -> None:
         "test_set": {"sizes": sizes.tolist(), "widths": [1.0, 5.0], "metis_nc": metis.tolist(),
                      "nc": {f"{label} {r}": v for (label, r), v in nc.items()}},
     }
-    atomic_write_json(args.out, results)
+    write_results(args.out, results, monitor, allow_load=args.allow_load, speed=False)  # normalized cuts, no timings
     print(f"\nwrote {args.out}")
 
 

@@ -1,13 +1,16 @@
 """Our NNX decoder vs transformers' PyTorch model on CPU, and a memory table from shapes.
 
-    python benchmarks/lm.py [--layers 4 --d-model 512 --batch 8 --seq 128 --repeats 5]
+    python benchmarks/lm.py [--layers 4 --d-model 512 --batch 8 --seq 128 --repeats 5] [--allow-load]
 
 Speed: the same Llama-architecture weights (random, saved once as a Hugging Face
 directory and loaded by both) run (a) a forward pass and (b) a full fine-tuning
 step (next-token cross-entropy, AdamW) in float32 on this machine's CPU, side by
-side; we report tokens/s, step time and the ratio ours/theirs. JAX runs jitted
-(compile time excluded, reported separately); PyTorch runs eagerly with SDPA
-attention. The max |Δlogits| line checks both computed the same thing.
+side; we report tokens/s, step time and the speed-up (their time / ours). JAX
+runs jitted (compile time excluded, reported separately); PyTorch runs eagerly
+with SDPA attention. The sides alternate in ``--repeats`` interleaved rounds
+(benchmarks/_protocol.py): times are medians, the speed-up is the median of the
+per-round ratios, min–max in brackets. The max |Δlogits| line checks both
+computed the same thing.
 
 Memory (computed from shapes, not measured; activations excluded): parameters,
 gradients and optimizer state per device for Mistral-7B (Zephyr-7B-β),
@@ -17,7 +20,8 @@ matrices with f32 master weights + f32 gradients + AdamW moments) and TAR
 (f32 master weights, f32 gradient accumulator, two f32 outer-optimizer moments,
 an f32 AdamW adversary θ' with its gradient and two moments, a bf16 reference model).
 
-Writes benchmarks/results/lm.json and prints both tables.
+Writes benchmarks/results/lm.json (only when the machine was idle, or with
+--allow-load, marked "loaded") and prints both tables.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxsafe.io import atomic_write_json
+from _protocol import Monitor, add_arguments, format_ratio, interleaved, ratio, write_results
 from jaxsafe.lm import DecoderConfig, count_parameters, from_pretrained, init_train_state, lm_loss_fn, make_train_step
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lm.json"
@@ -77,15 +81,6 @@ def memory_table() -> list[dict]:
     return rows
 
 
-def _timed(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def speed(args) -> dict:
     import torch
     import transformers
@@ -111,12 +106,17 @@ def speed(args) -> dict:
     start = time.perf_counter()
     ours_logits = forward(state, ids, mask).block_until_ready()
     compile_fwd = time.perf_counter() - start
-    ours_fwd = _timed(lambda: forward(state, ids, mask).block_until_ready(), args.repeats)
     t_ids = torch.tensor(ids, dtype=torch.long)
     torch_model.eval()
-    with torch.no_grad():
-        theirs_logits = torch_model(t_ids).logits.numpy()
-        theirs_fwd = _timed(lambda: torch_model(t_ids), args.repeats)
+
+    def torch_forward():
+        with torch.no_grad():
+            return torch_model(t_ids).logits
+
+    theirs_logits = torch_forward().numpy()
+    fwd = interleaved({"jaxsafe": lambda: forward(state, ids, mask).block_until_ready(), "transformers": torch_forward},
+                      args.repeats)
+    ours_fwd, theirs_fwd = statistics.median(fwd["jaxsafe"]), statistics.median(fwd["transformers"])
     max_diff = float(np.max(np.abs(np.asarray(ours_logits) - theirs_logits)))
 
     # training step: full fine-tuning, AdamW
@@ -134,7 +134,6 @@ def speed(args) -> dict:
         train_state, m = step(train_state, batch)
         jax.block_until_ready(m)
 
-    ours_train = _timed(ours_step, args.repeats)
     torch_model.train()
     torch_opt = torch.optim.AdamW(torch_model.parameters(), lr=1e-4)
 
@@ -145,14 +144,20 @@ def speed(args) -> dict:
         torch_opt.zero_grad()
 
     torch_step()
-    theirs_train = _timed(torch_step, args.repeats)
+    train = interleaved({"jaxsafe": ours_step, "transformers": torch_step}, args.repeats)
+    ours_train, theirs_train = statistics.median(train["jaxsafe"]), statistics.median(train["transformers"])
     return {
         "config": {"layers": args.layers, "d_model": args.d_model, "heads": heads, "kv_heads": max(heads // 2, 1),
                    "intermediate": args.d_model * 3, "vocab": args.vocab, "batch": args.batch, "seq": args.seq,
                    "params": count_parameters(model.config)},
+        "rounds": args.repeats,
         "forward_tokens_per_s": {"jaxsafe": tokens / ours_fwd, "transformers": tokens / theirs_fwd,
-                                 "ratio": theirs_fwd / ours_fwd},
-        "train_step_s": {"jaxsafe": ours_train, "transformers": theirs_train, "ratio": theirs_train / ours_train},
+                                 "ratio": ratio(fwd["transformers"], fwd["jaxsafe"])["median"],
+                                 "ratio_spread": ratio(fwd["transformers"], fwd["jaxsafe"])},
+        "train_step_s": {"jaxsafe": ours_train, "transformers": theirs_train,
+                         "ratio": ratio(train["transformers"], train["jaxsafe"])["median"],
+                         "ratio_spread": ratio(train["transformers"], train["jaxsafe"]),
+                         "rounds_s": train},
         "compile_s": {"forward": compile_fwd, "train_step": compile_step},
         "max_abs_logit_diff": max_diff,
     }
@@ -165,21 +170,24 @@ def main(argv=None) -> None:
     p.add_argument("--vocab", type=int, default=8192)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=128)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    add_arguments(p)
     args = p.parse_args(argv)
+    monitor = Monitor()
     import torch
 
     result = {"machine": f"{platform.processor() or platform.machine()}, {jax.device_count()} JAX CPU device(s), "
                          f"torch {torch.__version__} ({torch.get_num_threads()} threads), jax {jax.__version__}, "
-                         f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+                         f"{os.cpu_count()} cores",
               "speed": speed(args), "memory": memory_table()}
     s = result["speed"]
     print(f"{result['machine']}\nconfig: {s['config']}")
     print("\n| | jaxsafe (JAX, jit) | transformers (PyTorch) | speed-up |\n|---|---|---|---|")
     f = s["forward_tokens_per_s"]
-    print(f"| forward tokens/s | {f['jaxsafe']:,.0f} | {f['transformers']:,.0f} | {f['ratio']:.2f}x |")
+    print(f"| forward tokens/s | {f['jaxsafe']:,.0f} | {f['transformers']:,.0f} | {format_ratio(f['ratio_spread'])} |")
     t = s["train_step_s"]
-    print(f"| train step (AdamW, full FT) | {t['jaxsafe'] * 1e3:,.0f} ms | {t['transformers'] * 1e3:,.0f} ms | {t['ratio']:.2f}x |")
+    print(f"| train step (AdamW, full FT) | {t['jaxsafe'] * 1e3:,.0f} ms | {t['transformers'] * 1e3:,.0f} ms | {format_ratio(t['ratio_spread'])} |")
     print(f"compile: forward {s['compile_s']['forward']:.1f} s, train step {s['compile_s']['train_step']:.1f} s; "
           f"max |logits diff| {s['max_abs_logit_diff']:.1e}")
     meshes = [m for m, _, _ in MESHES]
@@ -189,8 +197,9 @@ def main(argv=None) -> None:
     for r in result["memory"]:
         print(f"| {r['model']} | {r['params_B']} | {r['method']} | {r['total_GiB']} | "
               + " | ".join(r[m] for m in meshes) + " |")
-    atomic_write_json(RESULTS, result)
-    print(f"\nwrote {RESULTS}")
+    print(f"(speed-up: median of {s['rounds']} interleaved rounds' ratios, min–max in brackets)")
+    write_results(args.out, result, monitor, allow_load=args.allow_load)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

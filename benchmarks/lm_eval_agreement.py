@@ -157,9 +157,12 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=200, help="questions per set (default 200)")
     ap.add_argument("--tol", type=float, default=1e-4)
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "lm_eval_agreement.json")
-    args = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _protocol import Monitor, add_arguments, write_results
 
-    from jaxsafe.io import atomic_write_json
+    add_arguments(ap)
+    args = ap.parse_args(argv)
+    monitor = Monitor()
 
     work = Path(tempfile.mkdtemp(prefix="lm_eval_agreement_"))
     world = args.world
@@ -191,7 +194,7 @@ def main(argv=None) -> int:
     print(header)
     for r in rows:
         print(f"{r[0]:<15}{r[1]:<8}{r[2]:<8}{r[3]:>5}{r[4]:>11.2e}{r[5]:>11}{r[6]:>10.4f}{r[7]:>12.4f}{r[8]:>9.4f}{r[9]:>11.4f}")
-    atomic_write_json(args.out, report)
+    write_results(args.out, report, monitor, allow_load=args.allow_load, speed=False)  # the timings are incidental
     print(f"wrote {args.out}")
     ok = all(c[f]["loglik_within_tol"] and c[f]["same_prediction_on_clear"] == c[f]["clear_questions"]
              for c in report["results"].values() for f in ("letter", "cloze"))

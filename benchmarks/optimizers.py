@@ -1,6 +1,6 @@
 """ECDSep vs SGD+momentum, Adam and AdamW: quality on four small tasks, and update cost.
 
-Usage: python benchmarks/optimizers.py [--quick]
+Usage: python benchmarks/optimizers.py [--quick] [--cost-only] [--rounds N] [--allow-load]
 
 Quality: every optimizer runs a small learning-rate sweep on each task with 3
 seeds (seed = start-point perturbation / initialization + batch order + noise);
@@ -13,7 +13,9 @@ Cost: one jitted, donated update (+ apply_updates) on a ~10M-parameter pytree,
 every optimizer timed in the same run in interleaved rounds; the ratio to Adam is
 the median of per-round ratios, and the compiled HLO's passes over memory are counted.
 
-Writes benchmarks/results/optimizers.json and docs/img/optim_curves.png, prints a table.
+Writes benchmarks/results/optimizers.json and docs/img/optim_curves.png, prints a table;
+follows benchmarks/_protocol.py (no results file from a loaded machine without
+--allow-load). --cost-only times the updates alone and writes optimizers_cost.json.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxsafe.io import atomic_write_json
-from jaxsafe.optim import EcdsepState, ecdsep, ecdsep_hash_noise
+from _protocol import Monitor, add_arguments, interleaved, ratio, write_results
+from jaxsafe.optim.ecdsep import EcdsepState, ecdsep, ecdsep_hash_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -232,22 +234,22 @@ def cost(rounds: int):
         p, s = f(p, s, grads)
         jax.block_until_ready(p)
         live[name] = [f, p, s]
-    names = list(opts)
-    times = {name: [] for name in names}
-    for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+
+    def one_step(name):
+        def call():
             f, p, s = live[name]
-            p, s = f(p, s, grads)  # untimed: the timed call follows its own kind, not the previous optimizer's
-            jax.block_until_ready((p, s))
-            t0 = time.perf_counter()
             p, s = f(p, s, grads)
             jax.block_until_ready((p, s))
-            times[name].append(time.perf_counter() - t0)
             live[name][1:] = [p, s]
-    adam = np.asarray(times["adam"])
+        return call
+
+    # settle: the timed call follows an untimed call of its own kind, not the previous optimizer's
+    times = interleaved({name: one_step(name) for name in opts}, rounds, settle=True)
+    rel = {k: ratio(v, times["adam"]) for k, v in times.items()}
     return {"n_params": n, "rounds": rounds, "median_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()},
-            "relative_to_adam": {k: float(np.median(np.asarray(v) / adam)) for k, v in times.items()},
-            "relative_to_adam_q25_q75": {k: [float(q) for q in np.quantile(np.asarray(v) / adam, [0.25, 0.75])] for k, v in times.items()},
+            "relative_to_adam": {k: r["median"] for k, r in rel.items()},
+            "relative_to_adam_q25_q75": {k: [r["q25"], r["q75"]] for k, r in rel.items()},
+            "relative_to_adam_spread": rel,
             "memory_passes": passes}
 
 
@@ -276,32 +278,42 @@ def plot(curves, path: Path, results):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="100 steps per task and fewer timing repeats (smoke run)")
+    ap.add_argument("--quick", action="store_true", help="100 steps per task and fewer timing rounds (smoke run)")
+    ap.add_argument("--cost-only", action="store_true", help="only the update cost (no quality sweep, no plot)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 20, 5 with --quick)")
+    add_arguments(ap)
     args = ap.parse_args()
+    monitor = Monitor()
     t0 = time.perf_counter()
-    print("quality (best lr per optimizer, mean ± std over seeds 0,1,2):")
-    results, curves = quality(args.quick)
+    results, curves = {}, {}
+    if not args.cost_only:
+        print("quality (best lr per optimizer, mean ± std over seeds 0,1,2):")
+        results, curves = quality(args.quick)
     print("cost (one jitted update on ~10M parameters):")
-    c = cost(5 if args.quick else 20)
+    c = cost(args.rounds or (5 if args.quick else 20))
     wall = time.perf_counter() - t0
 
     names = list(optimizers())
-    print("\n| task (metric) | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
+    if results:
+        print("\n| task (metric) | " + " | ".join(names) + " |")
+        print("|---|" + "---|" * len(names))
     for tname, r in results.items():
         cells = [f"{r[o]['mean']:.4g} ± {r[o]['std']:.2g} (lr {r[o]['best_lr']:g})" if np.isfinite(r[o]["mean"]) else "diverged at every lr" for o in names]
         print(f"| {tname} ({r['metric']}) | " + " | ".join(cells) + " |")
-    print(f"\n| update on {c['n_params'] / 1e6:.2f}M params | median ms | × adam (median of rounds; IQR) | memory passes |\n|---|---|---|---|")
+    print(f"\n| update on {c['n_params'] / 1e6:.2f}M params | median ms | × adam (median of {c['rounds']} rounds; min–max) | memory passes |\n|---|---|---|---|")
     for k, v in c["median_ms"].items():
-        lo, hi = c["relative_to_adam_q25_q75"][k]
-        print(f"| {k} | {v:.1f} | {c['relative_to_adam'][k]:.2f} ({lo:.2f}–{hi:.2f}) | {c['memory_passes'][k]:.1f} |")
+        r = c["relative_to_adam_spread"][k]
+        print(f"| {k} | {v:.1f} | {r['median']:.2f} ({r['min']:.2f}–{r['max']:.2f}) | {c['memory_passes'][k]:.1f} |")
     print(f"\nwall time {wall:.0f} s")
 
-    out = ROOT / "benchmarks" / "results" / ("optimizers_quick.json" if args.quick else "optimizers.json")
-    atomic_write_json(out, {"command": "python benchmarks/optimizers.py" + (" --quick" if args.quick else ""),
-                            "jax": jax.__version__, "optax": optax.__version__, "devices": str(jax.devices()),
-                            "seeds": list(SEEDS), "quality": results, "cost": c, "wall_s": wall})
-    if not args.quick:
+    flags = (" --quick" if args.quick else "") + (" --cost-only" if args.cost_only else "") + (f" --rounds {args.rounds}" if args.rounds else "")
+    name = "optimizers_cost.json" if args.cost_only else ("optimizers_quick.json" if args.quick else "optimizers.json")
+    out = ROOT / "benchmarks" / "results" / name
+    write_results(out, {"command": "python benchmarks/optimizers.py" + flags,
+                        "jax": jax.__version__, "optax": optax.__version__, "devices": str(jax.devices()),
+                        "seeds": list(SEEDS), "quality": results, "cost": c, "wall_s": wall},
+                  monitor, allow_load=args.allow_load)
+    if not args.quick and not args.cost_only:
         plot(curves, ROOT / "docs" / "img" / "optim_curves.png", results)
     print(f"wrote {out.relative_to(ROOT)}")
 

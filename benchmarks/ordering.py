@@ -31,7 +31,7 @@ from jaxsafe.graphs import scotch
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector
 from jaxsafe.graphs.ordering import ORDERINGS, fill_in, order, separator
-from jaxsafe.io import atomic_write_json
+from _protocol import Monitor, add_arguments, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (3_000, 10_000, 50_000)
@@ -96,7 +96,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="n = 3,000 only")
     ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ordering.json")
+    add_arguments(ap)
     args = ap.parse_args()
+    monitor = Monitor()
     model = GNNBisector.load(args.weights)
     t0 = time.perf_counter()
     warm, _ = delaunay(1000, seed=99)
@@ -115,7 +117,7 @@ def main() -> None:
         "results": graphs,
         "total_seconds": time.perf_counter() - t0,
     }
-    atomic_write_json(args.out, results)
+    write_results(args.out, results, monitor, allow_load=args.allow_load)
     print(f"\ntotal {results['total_seconds']:.0f} s; wrote {args.out}")
 
 

@@ -29,7 +29,7 @@ from jaxsafe.graphs import scotch
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector
 from jaxsafe.graphs.partition import bisect, evaluate
-from jaxsafe.io import atomic_write_json
+from _protocol import Monitor, add_arguments, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRAL = "spectral (scipy eigsh/lobpcg + sweep)"  # the baseline: the faster scipy solver by size
@@ -73,7 +73,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partitioning.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "graphs_time_vs_n.png")
     ap.add_argument("--large-only", action="store_true", help="only the large graphs; keep the test set of --out")
+    add_arguments(ap)
     args = ap.parse_args()
+    monitor = Monitor()
     model = GNNBisector.load(args.weights)
     if args.large_only:
         previous = json.loads(args.out.read_text())
@@ -81,7 +83,7 @@ def main() -> None:
         previous["large"] = {str(n): rows for n, rows in large.items()}
         previous["large_command"] = "python benchmarks/partitioning.py --large-only"
         print_large(large)
-        atomic_write_json(args.out, previous)
+        write_results(args.out, previous, monitor, allow_load=args.allow_load)
         ts = previous["test_set"]
         test_set = [(int(n), w, 0) for w in ts["widths"] for n in ts["sizes"]]
         plot(ts["per_graph"], test_set, large, args.plot)
@@ -128,7 +130,7 @@ def main() -> None:
         "test_set": {"sizes": sizes.tolist(), "widths": [1.0, 5.0], "per_graph": per_graph},
         "large": {str(n): rows for n, rows in large.items()},
     }
-    atomic_write_json(args.out, results)
+    write_results(args.out, results, monitor, allow_load=args.allow_load)
     plot(per_graph, test_set, large, args.plot)
     print(f"\nwrote {args.out} and {args.plot}")
 

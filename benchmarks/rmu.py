@@ -7,7 +7,9 @@ MSE losses (the authors' convention, ``authors_convention=True`` on our side); b
 AdamW on the three down-projections. jaxsafe side: ``jaxsafe.unlearn.rmu.make_rmu_step``
 (layers 0..ℓ only, one jitted function). Each side runs in its own subprocess so
 that its peak resident memory can be read; the step-0 losses are compared as a check
-that both compute the same thing.
+that both compute the same thing. The processes alternate over ``--rounds`` rounds
+(torch jax, jax torch, ...); the speed-up is the median of per-round ratios
+(benchmarks/_protocol.py; no results file from a loaded machine without --allow-load).
 
     python benchmarks/rmu.py            # 16 layers, ℓ = 3, d 256, vocab 32000, batch 4 × 256 tokens
     python benchmarks/rmu.py --quick    # a smaller configuration for a smoke test
@@ -26,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _protocol import Monitor, add_arguments, format_ratio, ratio, write_results
 
 RESULTS = Path(__file__).parent / "results" / "rmu.json"
 
@@ -149,26 +153,35 @@ def main() -> None:
     p.add_argument("--alpha", type=float, default=1200.0)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two processes (default 2)")
+    add_arguments(p)
     p.add_argument("--side", choices=("torch", "jax"), help=argparse.SUPPRESS)
     p.add_argument("--ckpt", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.side:
         return child(args)
+    monitor = Monitor()
     if args.quick:
         args.seq, args.steps = 64, 3
     with tempfile.TemporaryDirectory() as tmp:
         make_checkpoint(Path(tmp), args.quick)
-        sides = {}
-        for side in ("torch", "jax"):
-            cmd = [sys.executable, __file__, "--side", side, "--ckpt", tmp] + [
-                f"--{k}={getattr(args, k)}" for k in ("layer", "batch", "seq", "coef", "alpha", "warmup", "steps")]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            sides[side] = json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:])
+        # Each side in its own process; the processes alternate (torch jax, jax torch, ...) over the rounds.
+        runs = {"torch": [], "jax": []}
+        for r in range(args.rounds):
+            for side in (("torch", "jax") if r % 2 == 0 else ("jax", "torch")):
+                cmd = [sys.executable, __file__, "--side", side, "--ckpt", tmp] + [
+                    f"--{k}={getattr(args, k)}" for k in ("layer", "batch", "seq", "coef", "alpha", "warmup", "steps")]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                runs[side].append(json.loads(next(l for l in proc.stdout.splitlines() if l.startswith("RESULT "))[7:]))
+    sides = {side: results[0] for side, results in runs.items()}
+    per_round = {side: [median(res["times"][args.warmup:]) for res in results] for side, results in runs.items()}
+    speedup = ratio(per_round["torch"], per_round["jax"])
     cfg = model_config(args.quick)
-    t_torch, t_jax = (median(sides[s]["times"][args.warmup:]) for s in ("torch", "jax"))
+    t_torch, t_jax = median(per_round["torch"]), median(per_round["jax"])
     result = {
         "config": {**cfg, "layer": args.layer, "batch": args.batch, "seq": args.seq, "timed_steps": args.steps},
-        "torch_step_s": t_torch, "jax_step_s": t_jax, "speedup": t_torch / t_jax,
+        "torch_step_s": t_torch, "jax_step_s": t_jax, "speedup": speedup["median"], "speedup_spread": speedup,
+        "rounds": args.rounds, "per_round_step_s": per_round,
         "torch_peak_rss_mb": sides["torch"]["peak_rss_mb"], "jax_peak_rss_mb": sides["jax"]["peak_rss_mb"],
         "jax_first_step_s_incl_compile": sides["jax"]["times"][0],
         "step0_loss": {"torch": sides["torch"]["losses"][0], "jax": sides["jax"]["losses"][0]},
@@ -178,10 +191,9 @@ def main() -> None:
     print(f"{'':<10}{'step (s)':>10}{'peak RSS (MB)':>15}{'step-0 loss':>14}")
     for s in ("torch", "jax"):
         print(f"{s:<10}{result[f'{s}_step_s']:>10.3f}{result[f'{s}_peak_rss_mb']:>15.0f}{result['step0_loss'][s]:>14.5f}")
-    print(f"speedup (torch / jaxsafe): {result['speedup']:.2f}x")
+    print(f"speedup (torch / jaxsafe): {format_ratio(speedup)} (median of {args.rounds} alternating rounds, min–max)")
     if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        write_results(RESULTS, result, monitor, allow_load=args.allow_load)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ Writes benchmarks/results/rmu_toyworld.json and docs/img/rmu_sweep.png, prints t
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 from pathlib import Path
+
+from _protocol import Monitor, add_arguments, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "rmu" / "toyworld.yaml"
@@ -36,7 +37,9 @@ def main() -> None:
     p.add_argument("--coefs", default="20,100,300")
     p.add_argument("--alphas", default="2,20,200")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rmu_toyworld.json")
+    add_arguments(p)
     args = p.parse_args()
+    monitor = Monitor()
     results: dict = {"config": str(CONFIG.relative_to(ROOT)), "world": str(args.world), "seeds": {}, "sweep": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds.split(","):
@@ -56,8 +59,7 @@ def main() -> None:
         summary[name] = {"before": base[name], "after_mean": statistics.mean(after),
                          "after_std": statistics.stdev(after) if len(after) > 1 else 0.0}
     results["summary"] = summary
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.out, results, monitor, allow_load=args.allow_load, speed=False)  # accuracies; train_seconds are incidental
     print(f"\n{'set':<10}{'base':>8}{'after RMU (mean ± std over ' + str(len(seeds)) + ' seeds)':>40}")
     for name, s in summary.items():
         print(f"{name:<10}{100 * s['before']:>8.1f}{100 * s['after_mean']:>30.1f} ± {100 * s['after_std']:.1f}")

@@ -62,6 +62,9 @@ def test_loaded_run_refuses_unless_allowed_and_then_is_marked(tmp_path):
     assert out["x"] == 1 and out["loaded"] is True and out["protocol"]["load_average_before"][0] == 2.0
     protocol.write_results(tmp_path / "q.json", {"x": 2}, _FakeMonitor(False), allow_load=False, writer=writer)
     assert written[tmp_path / "q.json"]["loaded"] is False
+    # accuracy-first scripts always write; their timings carry the flag
+    protocol.write_results(tmp_path / "a.json", {"x": 3}, _FakeMonitor(True), allow_load=False, speed=False, writer=writer)
+    assert written[tmp_path / "a.json"]["loaded"] is True
 
 
 def test_monitor_records_load_before_and_after():
