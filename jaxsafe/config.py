@@ -199,7 +199,17 @@ def _set_dotted(data: dict, key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _build(cls: type, data: dict, origins: _Origins, prefix: str) -> Any:
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _build(cls: type, data: dict, origins: _Origins, prefix: str, base: Any = None) -> Any:
+    """``cls`` from ``data``; keys missing from ``data`` keep their value in ``base`` (the
+    field's default instance for a nested section), else the class default."""
     if not isinstance(data, dict):
         where = origins.of(prefix.rstrip("."))
         raise UserError(f"{where}: {prefix.rstrip('.') or 'config'} must be a mapping")
@@ -212,10 +222,11 @@ def _build(cls: type, data: dict, origins: _Origins, prefix: str) -> Any:
         raise UserError(f"{where}: unknown key '{prefix}{unknown[0]}' (known keys: {known})")
     kwargs = {}
     for name, value in data.items():
-        kwargs[name] = _coerce(hints[name], value, origins, f"{prefix}{name}")
+        default = getattr(base, name) if base is not None else _field_default(fields[name])
+        kwargs[name] = _coerce(hints[name], value, origins, f"{prefix}{name}", default)
         _check_value(fields[name], kwargs[name], origins, f"{prefix}{name}")
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except (TypeError, ValueError) as e:
         where = origins.source if not origins.overrides else f"{origins.source} (with overrides {' '.join(origins.overrides.values())})"
         raise UserError(f"{where}: {_first_line(e)}") from None
@@ -244,13 +255,14 @@ def _check_instance(cfg: Any, origins: _Origins, prefix: str) -> None:
                     _check_instance(v, origins, f"{prefix}{f.name}[{i}].")
 
 
-def _coerce(tp: Any, value: Any, origins: _Origins, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert lists to tuples and ints to floats."""
+def _coerce(tp: Any, value: Any, origins: _Origins, key: str, default: Any = None) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert lists to tuples and ints to floats.
+    A nested section (``tp`` a dataclass) is built over ``default`` when that is an instance of it."""
     source = origins.of(key)
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        built = _build(tp, value, origins, prefix=f"{key}.")
-        return built
+        base = default if isinstance(default, tp) else None
+        return _build(tp, value, origins, prefix=f"{key}.", base=base)
     if tp is Any:
         return value
     if origin in (typing.Union, types.UnionType):
@@ -261,7 +273,7 @@ def _coerce(tp: Any, value: Any, origins: _Origins, key: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(arg, value, origins, key)
+                return _coerce(arg, value, origins, key, default)
             except UserError:
                 continue
         raise UserError(f"{source}: key '{key}' has value {value!r}, expected {_type_name(tp)}")

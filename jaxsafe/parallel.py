@@ -3,11 +3,15 @@
 jaxsafe shards with ``jax.jit`` over a :class:`jax.sharding.Mesh` with three named
 axes — ``data`` (pure data parallelism), ``fsdp`` (data parallelism whose
 parameters are also sharded, ZeRO-3 style) and ``tensor`` (Megatron-style model
-parallelism) — and ``jax.shard_map`` where per-device code is clearer.
+parallelism). Arrays are placed with ``NamedSharding`` and everything inside
+``jit`` follows by GSPMD propagation; no library code uses ``shard_map``.
 
-Arrays are annotated with *logical* axis names ("batch", "embed", "mlp", ...);
-:data:`DEFAULT_RULES` maps those to mesh axes. A dimension that a mesh axis does not
-divide is left replicated instead of failing, so tiny test models shard too.
+Arrays are annotated with *logical* axis names ("batch", "embed", "mlp", ...).
+Model parameters carry theirs as NNX metadata set where they are created
+(``out_sharding``, e.g. ``("layers", "embed", "mlp")`` for the stacked gate
+projections); :func:`param_shardings` / :func:`shard_params` read it.
+:data:`DEFAULT_RULES` maps logical names to mesh axes. A dimension that a mesh axis
+does not divide is left replicated instead of failing, so tiny test models shard too.
 Multi-host runs call :func:`initialize_distributed` once, before anything else
 touches JAX.
 """
@@ -98,6 +102,40 @@ def shard_pytree(tree: Any, logical_axes: Any, mesh: Mesh, rules: Mapping[str, A
         return jax.device_put(x, logical_to_sharding(axes, mesh, rules, np.shape(x)))
 
     return jax.tree.map(place, tree, logical_axes, is_leaf=lambda a: isinstance(a, tuple))
+
+
+def param_axes(var: Any, path: tuple = ()) -> tuple[str | None, ...]:
+    """The logical axes an NNX variable was created with (its ``out_sharding`` metadata)."""
+    axes = var.get_metadata().get("out_sharding") if hasattr(var, "get_metadata") else None
+    if axes is None:
+        name = ".".join(map(str, path)) or "a variable"
+        raise ValueError(f"{name} has no logical sharding axes (create it with out_sharding=... metadata)")
+    if len(axes) != len(var.shape):
+        raise ValueError(f"{'.'.join(map(str, path))}: logical axes {axes} do not fit shape {tuple(var.shape)}")
+    return tuple(axes)
+
+
+def param_shardings(state: Any, mesh: Mesh, rules: Mapping[str, Any] = DEFAULT_RULES) -> Any:
+    """A ``NamedSharding`` for every variable of an ``nnx.State`` (or Module), from its logical axes."""
+    from flax import nnx
+
+    if isinstance(state, nnx.Module):
+        state = nnx.state(state)
+    flat = [(path, logical_to_sharding(param_axes(var, path), mesh, rules, var.shape))
+            for path, var in nnx.to_flat_state(state)]
+    return nnx.from_flat_state(flat)
+
+
+def shard_params(model_or_state: Any, mesh: Mesh, rules: Mapping[str, Any] = DEFAULT_RULES) -> Any:
+    """Place every parameter by its logical axes: a Module is updated in place (and returned),
+    a State is returned placed."""
+    from flax import nnx
+
+    if isinstance(model_or_state, nnx.Module):
+        state = nnx.state(model_or_state)
+        nnx.update(model_or_state, shard_params(state, mesh, rules))
+        return model_or_state
+    return jax.device_put(model_or_state, param_shardings(model_or_state, mesh, rules))
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:

@@ -16,12 +16,17 @@ import json
 import time
 from pathlib import Path
 
+# The choices of the partition/order options, spelled out here so that building the
+# parser imports nothing heavy; tests/cli/test_fast.py checks them against
+# graphs.io.FORMATS, graphs.partition.METHODS/REFINEMENTS and graphs.ordering.ORDERINGS/ENGINES.
+FORMATS = ("mtx", "metis", "edgelist")
+METHODS = ("gnn", "metis", "spectral", "scotch")
+REFINEMENTS = ("none", "sweep", "fm")
+ORDERINGS = ("natural", "metis", "scotch", "colamd", "mmd", "nd-gnn", "nd-metis-bisect", "nd-spectral")
+ENGINES = ("superlu", "symbolic")
 
 
 def register(subparsers) -> None:
-    from jaxsafe.graphs.io import FORMATS
-    from jaxsafe.graphs.partition import METHODS, REFINEMENTS
-
     p = subparsers.add_parser("partition", help="partition a graph file (GNN of paper A, METIS, spectral or Scotch)")
     p.add_argument("graph", type=Path, help="graph file: .mtx, .graph/.metis (METIS), .edges/.el/.txt (0-based edge list)")
     p.add_argument("--parts", type=int, default=2,
@@ -36,8 +41,6 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write one part id per line to this file")
     p.set_defaults(func=run_partition)
-
-    from jaxsafe.graphs.ordering import ENGINES, ORDERINGS
 
     o = subparsers.add_parser("order", help="fill-reducing ordering of a sparse matrix's graph and its SuperLU fill-in")
     o.add_argument("graph", type=Path, help="graph file (formats as for partition)")

@@ -4,16 +4,31 @@
     model = from_pretrained("path/to/hf_dir")            # or a hub id
     logits = model(input_ids, attention_mask)            # [B, T, V]
     h = model.hidden_states(input_ids, attention_mask, layers=(7,))[7]
+
+The names below are imported on first use (PEP 562), so that ``jaxsafe.lm.cli``
+(and with it ``jaxsafe --help``) does not import JAX and Flax.
 """
 
-from jaxsafe.lm.checkpoint import count_parameters, from_pretrained, load_config, load_tokenizer, save_pretrained
-from jaxsafe.lm.config import DecoderConfig
-from jaxsafe.lm.loss import (TrainState, init_train_state, lm_loss_fn, make_train_step, next_token_loss,
-                             select_params)
-from jaxsafe.lm.model import Decoder, positions_from_mask
+import importlib
 
-__all__ = [
-    "Decoder", "DecoderConfig", "TrainState", "count_parameters", "from_pretrained", "init_train_state",
-    "lm_loss_fn", "load_config", "load_tokenizer", "make_train_step", "next_token_loss", "positions_from_mask",
-    "save_pretrained", "select_params",
-]
+_EXPORTS = {
+    "count_parameters": "checkpoint", "from_pretrained": "checkpoint", "load_config": "checkpoint",
+    "load_tokenizer": "checkpoint", "save_pretrained": "checkpoint",
+    "DecoderConfig": "config",
+    "lm_loss_fn": "loss", "next_token_loss": "loss",
+    "Decoder": "model", "positions_from_mask": "model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'jaxsafe.lm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"jaxsafe.lm.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return __all__

@@ -10,7 +10,10 @@ then raw little-endian bytes — and memory-map the data, so bfloat16 stays bflo
 never materialized on one device.
 
 Hugging Face stores linear weights as [out, in]; NNX kernels are [in, out], so
-kernels are transposed on the way in and out.
+kernels are transposed on the way in and out. Hugging Face names every layer's
+tensors apart (``model.layers.3.mlp.down_proj.weight``); our decoder stacks them
+(``layers.mlp.down_proj.kernel`` [L, in, out]), so loading stacks the L per-layer
+tensors and saving splits them again.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from flax import nnx
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_bytes, atomic_write_json
 from jaxsafe.lm.config import DecoderConfig
-from jaxsafe.lm.model import Decoder, logical_axes
-from jaxsafe.parallel import DEFAULT_RULES, logical_to_sharding
+from jaxsafe.lm.model import Decoder
+from jaxsafe.parallel import DEFAULT_RULES, logical_to_sharding, param_axes
 
 SAFETENSORS_DTYPES: Mapping[str, np.dtype] = {
     "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
@@ -108,20 +111,34 @@ def encode_safetensors(tensors: Mapping[str, np.ndarray], metadata: Mapping[str,
     return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
-def hf_name(path: tuple) -> str:
-    """Hugging Face tensor name of the parameter at an NNX ``path``."""
+def hf_name(path: tuple, layer: int | None = None) -> str:
+    """Hugging Face tensor name of the parameter at an NNX ``path`` (for a stacked layer
+    parameter, ``layers.…``, the name of its slice ``layer``)."""
     *module, leaf = (str(p) for p in path)
     suffix = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}.get(leaf)
     if suffix is None:
-        raise UserError(f"parameter {'.'.join((*module, leaf))} has no Hugging Face "
-                        "name (LoRA adapters? call jaxsafe.lm.lora.merge_lora first)")
+        raise UserError(f"parameter {'.'.join((*module, leaf))} has no Hugging Face name")
     if module == ["lm_head"]:
         return "lm_head." + suffix
+    if _is_stacked(path):
+        module = [module[0], str(layer), *module[1:]]
     return "model." + ".".join(module) + "." + suffix
 
 
 def _is_kernel(path: tuple) -> bool:
     return str(path[-1]) == "kernel"
+
+
+def _is_stacked(path: tuple) -> bool:
+    return str(path[0]) == "layers"
+
+
+def _hf_tensors(path: tuple, shape: tuple) -> list[tuple[str, tuple[int, ...]]]:
+    """(Hugging Face name, Hugging Face shape) of each tensor that makes up the parameter at ``path``."""
+    if _is_stacked(path):
+        per_layer = tuple(shape[1:])
+        return [(hf_name(path, l), per_layer[::-1] if _is_kernel(path) else per_layer) for l in range(shape[0])]
+    return [(hf_name(path), tuple(shape)[::-1] if _is_kernel(path) else tuple(shape))]
 
 
 def resolve_checkpoint_dir(path_or_hub_name: str | os.PathLike) -> Path:
@@ -192,21 +209,20 @@ def _names(names, limit=8) -> str:
 
 
 def check_tensors(directory: Path, config: DecoderConfig, tensors: Mapping[str, SafetensorsFile],
-                  expected: Mapping[str, tuple[tuple, Any]]) -> None:
+                  expected: Mapping[str, tuple[int, ...]]) -> None:
     """Raise a :class:`UserError` naming every missing, unexpected or wrongly shaped tensor.
 
-    ``expected`` maps Hugging Face names to (NNX path, abstract variable)."""
+    ``expected`` maps Hugging Face names to their Hugging Face shapes ([out, in] for weights)."""
     ignored = {n for n in tensors if n.endswith(_IGNORED_SUFFIXES)}
     if config.tie_word_embeddings:  # some exporters write the tied head anyway
         ignored.add("lm_head.weight")
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected) - ignored)
     wrong = []
-    for name, (p, v) in expected.items():
+    for name, want in expected.items():
         if name in tensors:
             shape = tensors[name].tensors[name][1]
-            want = tuple(v.shape[::-1]) if _is_kernel(p) else tuple(v.shape)
-            if shape != want:
+            if shape != tuple(want):
                 wrong.append(f"{name} {list(shape)} (expected {list(want)})")
     problems = [f"missing tensors: {_names(missing)}"] * bool(missing)
     problems += [f"unexpected tensors: {_names(unexpected)}"] * bool(unexpected)
@@ -223,7 +239,8 @@ def from_pretrained(path_or_hub_name: str | os.PathLike, dtype=None, mesh: jax.s
       path_or_hub_name: local Hugging Face directory, or a hub id where the hub is reachable.
       dtype: compute dtype; ``None`` keeps the checkpoint's dtype (bf16 stays bf16).
       mesh: when given, every parameter is placed directly with the ``NamedSharding``
-        its logical axes map to under ``rules`` (FSDP over "fsdp", tensor parallel over "tensor").
+        its logical axes (NNX ``out_sharding`` metadata) map to under ``rules``
+        (FSDP over "fsdp", tensor parallel over "tensor").
       param_dtype: storage dtype, default ``dtype`` (f32 here with bf16 ``dtype`` keeps f32 master weights).
       remat: rematerialize each layer in the backward pass.
     Raises:
@@ -240,30 +257,48 @@ def from_pretrained(path_or_hub_name: str | os.PathLike, dtype=None, mesh: jax.s
     abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=param_dtype,
                                               remat=remat))
     graphdef, state = nnx.split(abstract)
-    expected = {hf_name(p): (p, v) for p, v in nnx.to_flat_state(state)}
-    check_tensors(directory, config, tensors, expected)
-    for name, (p, var) in expected.items():
-        array = tensors[name].get(name)
-        if _is_kernel(p):
-            array = array.T
-        var.set_value(_place(array, var.shape, param_dtype, p, mesh, rules))
+    flat = nnx.to_flat_state(state)
+    check_tensors(directory, config, tensors, {n: s for p, v in flat for n, s in _hf_tensors(p, v.shape)})
+    for p, var in flat:
+        var.set_value(_load(tensors, p, var, param_dtype, mesh, rules))
     return nnx.merge(graphdef, state)
 
 
-def _place(array: np.ndarray, shape, dtype, path, mesh, rules) -> jax.Array:
+def _load(tensors: Mapping[str, SafetensorsFile], path: tuple, var, dtype, mesh, rules) -> jax.Array:
+    """The parameter at ``path`` from its Hugging Face tensor(s): transposed if a kernel,
+    stacked if a layer parameter; with a mesh each device reads only its own slice."""
+    def view(name):
+        array = tensors[name].get(name)
+        return array.T if _is_kernel(path) else array
+
+    names = [n for n, _ in _hf_tensors(path, var.shape)]
+    if _is_stacked(path):
+        def read(index):
+            layers = range(len(names))[index[0]]
+            return np.stack([np.asarray(view(names[l])[index[1:]]).astype(dtype) for l in layers])
+    else:
+        def read(index):
+            return np.asarray(view(names[0])[index]).astype(dtype)
+    shape = tuple(var.shape)
     if mesh is None:
-        return jnp.asarray(np.asarray(array).astype(dtype))
-    sharding = logical_to_sharding(logical_axes(path), mesh, rules, shape)
-    return jax.make_array_from_callback(tuple(shape), sharding, lambda idx: np.asarray(array[idx]).astype(dtype))
+        return jnp.asarray(read(tuple(slice(None) for _ in shape)))
+    sharding = logical_to_sharding(param_axes(var, path), mesh, rules, shape)
+    return jax.make_array_from_callback(shape, sharding, read)
 
 
 def model_tensors(model: Decoder) -> dict[str, np.ndarray]:
-    """The model's parameters under their Hugging Face names, as host numpy arrays in [out, in] layout."""
-    out = {}
+    """The model's parameters under their Hugging Face names, as host numpy arrays in [out, in]
+    layout, one tensor per layer, in Hugging Face's order (embeddings, layer 0, layer 1, ..., the rest)."""
+    outer, layers = {}, {}
     for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         array = np.asarray(jax.device_get(var.get_value()))
-        out[hf_name(path)] = array.T if _is_kernel(path) else array
-    return out
+        if _is_stacked(path):
+            for l in range(array.shape[0]):
+                layers[l, hf_name(path, l)] = array[l].T if _is_kernel(path) else array[l]
+        else:
+            outer[hf_name(path)] = array.T if _is_kernel(path) else array
+    first = {n: outer.pop(n) for n in list(outer) if n.startswith("model.embed_tokens.")}
+    return {**first, **{n: a for (_, n), a in sorted(layers.items(), key=lambda kv: kv[0][0])}, **outer}
 
 
 def save_pretrained(model: Decoder, path: str | os.PathLike, tokenizer=None,
@@ -316,12 +351,12 @@ def load_tokenizer(path_or_hub_name: str | os.PathLike):
         raise UserError(f"{directory}: cannot load a tokenizer ({e})") from None
 
 
-def abstract_parameters(config: DecoderConfig) -> dict[str, tuple[tuple, Any]]:
-    """{Hugging Face name: (NNX path, abstract variable)} for a model with ``config``, from shapes alone."""
+def abstract_parameters(config: DecoderConfig) -> dict[str, tuple[int, ...]]:
+    """{Hugging Face name: Hugging Face shape} of every tensor of a model with ``config``, from shapes alone."""
     abstract = nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0)))
-    return {hf_name(p): (p, v) for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param))}
+    return {n: s for p, v in nnx.to_flat_state(nnx.state(abstract, nnx.Param)) for n, s in _hf_tensors(p, v.shape)}
 
 
 def count_parameters(config: DecoderConfig) -> int:
     """Number of parameters of a model with this config, from shapes alone."""
-    return sum(math.prod(v.shape) for _, v in abstract_parameters(config).values())
+    return sum(math.prod(shape) for shape in abstract_parameters(config).values())

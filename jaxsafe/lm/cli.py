@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections import Counter
-
-from jaxsafe.lm.checkpoint import abstract_parameters, check_tensors, load_config, open_weights, resolve_checkpoint_dir
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -14,12 +13,17 @@ def register(subparsers) -> None:
     sub = lm.add_subparsers(dest="lm_command", metavar="SUBCOMMAND", parser_class=type(lm))
     sub.required = True
     info = sub.add_parser("info", help="architecture and parameter count of a Hugging Face checkpoint directory")
-    info.add_argument("directory", help="checkpoint directory (or hub id where the hub is reachable)")
+    info.add_argument("directory", help="checkpoint directory, a file in it (config.json), or a hub id where the hub is reachable")
     info.set_defaults(func=info_command)
 
 
 def info_command(args: argparse.Namespace) -> int:
-    directory = resolve_checkpoint_dir(args.directory)
+    from jaxsafe.lm.checkpoint import abstract_parameters, check_tensors, load_config, open_weights, resolve_checkpoint_dir
+
+    given = Path(args.directory)
+    if given.is_file():  # a file of the checkpoint (config.json, model.safetensors): its folder
+        given = given.parent
+    directory = resolve_checkpoint_dir(str(given) if given.exists() else args.directory)
     config = load_config(directory)
     tensors = open_weights(directory)
     check_tensors(directory, config, tensors, abstract_parameters(config))

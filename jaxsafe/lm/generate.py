@@ -1,7 +1,8 @@
 """Greedy and temperature sampling with a key/value cache, in one jitted call.
 
 The prompt (left-padded, with its attention mask) is run once, filling a cache of
-T + max_new_tokens slots per layer; then each new token costs one single-token
+T + max_new_tokens slots per layer (one (k, v) pair stacked over layers,
+scanned with them); then each new token costs one single-token
 forward pass (``jax.lax.scan``), attending to the cached keys and values. Shapes
 depend only on (B, T, max_new_tokens), so repeated calls with the same shapes do
 not recompile — pad prompts to a few bucket lengths.
@@ -63,7 +64,7 @@ def _generate(graphdef, state, input_ids, attention_mask, key, temperature, max_
     c = model.config
     b, t = input_ids.shape
     slots = t + max_new_tokens
-    cache = [(jnp.zeros((b, slots, c.num_kv_heads, c.head_dim), model.dtype),) * 2 for _ in range(c.num_layers)]
+    cache = (jnp.zeros((c.num_layers, b, slots, c.num_kv_heads, c.head_dim), model.dtype),) * 2  # [L, ...] like the layers
     # Slots after the prompt are filled in order; causality keeps unfilled ones out of reach.
     kv_valid = jnp.concatenate([attention_mask, jnp.ones((b, max_new_tokens), jnp.int32)], axis=1)
     positions = positions_from_mask(attention_mask)

@@ -13,10 +13,16 @@ pairs (x_i, x_{i+d/2}) of every query/key head by angle p·θ^(−2i/d) at posit
 use). ``hidden_states`` returns h^ℓ — the residual stream that RMU (Li et al. 2024,
 eq. 1–2) steers — and runs only layers 0..ℓ.
 
-Parameters are stored as ``embed_tokens.embedding``, ``layers.<i>.self_attn.q_proj.kernel``
-(shape [in, out]), ``layers.<i>.mlp.down_proj.kernel``, ``layers.<i>.input_layernorm.scale``,
-``norm.scale``, ``lm_head.kernel``; :mod:`jaxsafe.lm.checkpoint` maps them to Hugging
-Face names and :func:`logical_axes` to sharding.
+The layers are stacked: ``model.layers`` is one :class:`DecoderLayer` whose
+parameters have a leading axis of length L, and the forward pass is a
+``jax.lax.scan`` over that axis, so a program compiles one layer body whatever L
+is. Parameters are stored as ``embed_tokens.embedding`` [V, D],
+``layers.self_attn.q_proj.kernel`` [L, in, out], ``layers.mlp.down_proj.kernel``,
+``layers.input_layernorm.scale`` [L, D], ``norm.scale``, ``lm_head.kernel``;
+:mod:`jaxsafe.lm.checkpoint` maps them to Hugging Face's per-layer names. Every
+parameter carries its logical sharding axes as NNX metadata (``out_sharding``,
+e.g. ``("layers", "embed", "mlp")``), which :func:`jaxsafe.parallel.param_shardings`
+maps to a mesh.
 """
 
 from __future__ import annotations
@@ -90,11 +96,24 @@ def attention_mask_4d(kv_valid: jax.Array, q_index: jax.Array, window: int | Non
     return (allowed[None] & kv_valid[:, None, :].astype(bool))[:, None, None]
 
 
+def _axes(*names: str | None) -> dict:
+    """NNX metadata naming a parameter's logical axes. Sharding is applied by
+    :mod:`jaxsafe.parallel` under its rules, never eagerly at creation (no mesh is needed)."""
+    return {"out_sharding": names, "eager_sharding": False}
+
+
+def ablate_direction(h: jax.Array, direction: jax.Array) -> jax.Array:
+    """h − (h·r) r: remove the component along the unit vector r [D] (directional ablation)."""
+    r = direction.astype(jnp.float32)
+    along = jnp.einsum("...d,d->...", h.astype(jnp.float32), r)
+    return h - (along[..., None] * r).astype(h.dtype)
+
+
 class RMSNorm(nnx.Module):
     """x / sqrt(mean(x²) + ε) in float32, cast back, times a learned gain (Zhang & Sennrich 2019)."""
 
     def __init__(self, dim: int, eps: float, *, dtype, param_dtype):
-        self.scale = nnx.Param(jnp.ones((dim,), param_dtype))
+        self.scale = nnx.Param(jnp.ones((dim,), param_dtype), **_axes(None))  # small: replicated
         self.eps = eps
         self.dtype = dtype
 
@@ -104,34 +123,42 @@ class RMSNorm(nnx.Module):
         return self.scale[...].astype(self.dtype) * normed.astype(self.dtype)
 
 
-def _linear(fan_in, fan_out, bias, rngs, dtype, param_dtype):
+def _linear(fan_in, fan_out, bias, axes, rngs, dtype, param_dtype):
+    """nnx.Linear whose kernel has logical axes ``axes`` = (in, out) and whose bias has (out,)."""
     return nnx.Linear(fan_in, fan_out, use_bias=bias, dtype=dtype, param_dtype=param_dtype,
-                      kernel_init=_INIT, rngs=rngs)
+                      kernel_init=_INIT, kernel_metadata=_axes(*axes), bias_metadata=_axes(axes[1]), rngs=rngs)
+
+
+def _project(module, name: str, x: jax.Array, lora) -> jax.Array:
+    y = getattr(module, name)(x)
+    return y if lora is None else lora.adapt(name, x, y)
 
 
 class Attention(nnx.Module):
     """Grouped-query attention: num_heads query heads share num_kv_heads key/value heads."""
 
-    def __init__(self, config: DecoderConfig, layer: int, *, rngs, dtype, param_dtype):
+    def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype):
         c = config
         self.num_heads, self.num_kv_heads, self.head_dim = c.num_heads, c.num_kv_heads, c.head_dim
-        self.window = c.sliding_window if c.uses_sliding_window(layer) else None
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.q_proj = _linear(c.hidden_size, c.num_heads * c.head_dim, c.attention_bias, **kw)
-        self.k_proj = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias, **kw)
-        self.v_proj = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias, **kw)
+        self.q_proj = _linear(c.hidden_size, c.num_heads * c.head_dim, c.attention_bias, ("embed", "heads"), **kw)
+        self.k_proj = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias, ("embed", "kv_heads"), **kw)
+        self.v_proj = _linear(c.hidden_size, c.num_kv_heads * c.head_dim, c.attention_bias, ("embed", "kv_heads"), **kw)
         # Llama's attention_bias also covers o_proj; Qwen2's biases are on q/k/v only.
         o_bias = c.attention_bias and c.architecture == "llama"
-        self.o_proj = _linear(c.num_heads * c.head_dim, c.hidden_size, o_bias, **kw)
+        self.o_proj = _linear(c.num_heads * c.head_dim, c.hidden_size, o_bias, ("heads", "embed"), **kw)
 
-    def __call__(self, x, positions, inv_freq, masks, cache=None, cache_index=None):
-        """x [B, T, D] -> [B, T, D]. With ``cache`` = (k, v) of [B, S, K, d], the new keys
-        and values are written at ``cache_index`` and attention runs over all S slots;
-        the updated cache is returned alongside."""
+    def __call__(self, x, positions, inv_freq, mask, cache=None, cache_index=None, lora=None):
+        """x [B, T, D] -> [B, T, D]; ``mask`` [B, 1, 1, T, S] says which keys each query sees.
+
+        With ``cache`` = (k, v) of [B, S, K, d], the new keys and values are written at
+        ``cache_index`` and attention runs over all S slots; the updated cache is
+        returned alongside."""
         b, t, _ = x.shape
-        q = apply_rope(self.q_proj(x).reshape(b, t, self.num_heads, self.head_dim), positions, inv_freq)
-        k = apply_rope(self.k_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim), positions, inv_freq)
-        v = self.v_proj(x).reshape(b, t, self.num_kv_heads, self.head_dim)
+        q = _project(self, "q_proj", x, lora).reshape(b, t, self.num_heads, self.head_dim)
+        k = _project(self, "k_proj", x, lora).reshape(b, t, self.num_kv_heads, self.head_dim)
+        v = _project(self, "v_proj", x, lora).reshape(b, t, self.num_kv_heads, self.head_dim)
+        q, k = apply_rope(q, positions, inv_freq), apply_rope(k, positions, inv_freq)
         if cache is not None:
             k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, cache_index, 0, 0))
             v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, cache_index, 0, 0))
@@ -140,12 +167,11 @@ class Attention(nnx.Module):
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype), preferred_element_type=jnp.float32)
         scores = scores / np.float32(math.sqrt(self.head_dim))
-        mask = masks["window" if self.window is not None else "full"]
         # Padding query rows see no key; a finite fill keeps them finite (they are ignored).
         scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
         probs = jax.nn.softmax(scores, axis=-1).astype(q.dtype)
         out = jnp.einsum("bkgts,bskd->btkgd", probs, v.astype(q.dtype))
-        return self.o_proj(out.reshape(b, t, self.num_heads * self.head_dim)), cache
+        return _project(self, "o_proj", out.reshape(b, t, self.num_heads * self.head_dim), lora), cache
 
 
 class MLP(nnx.Module):
@@ -153,68 +179,97 @@ class MLP(nnx.Module):
 
     def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype):
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-        self.gate_proj = _linear(config.hidden_size, config.intermediate_size, False, **kw)
-        self.up_proj = _linear(config.hidden_size, config.intermediate_size, False, **kw)
-        self.down_proj = _linear(config.intermediate_size, config.hidden_size, False, **kw)
+        d, f = config.hidden_size, config.intermediate_size
+        self.gate_proj = _linear(d, f, False, ("embed", "mlp"), **kw)
+        self.up_proj = _linear(d, f, False, ("embed", "mlp"), **kw)
+        self.down_proj = _linear(f, d, False, ("mlp", "embed"), **kw)
 
-    def __call__(self, x):
-        return self.down_proj(jax.nn.silu(self.gate_proj(x)) * self.up_proj(x))
+    def __call__(self, x, lora=None):
+        hidden = jax.nn.silu(_project(self, "gate_proj", x, lora)) * _project(self, "up_proj", x, lora)
+        return _project(self, "down_proj", hidden, lora)
 
 
 class DecoderLayer(nnx.Module):
-    def __init__(self, config: DecoderConfig, layer: int, *, rngs, dtype, param_dtype):
+    """One pre-norm block. In a :class:`Decoder` it holds the weights of all L layers stacked."""
+
+    def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype):
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
-        self.self_attn = Attention(config, layer, rngs=rngs, **kw)
+        self.self_attn = Attention(config, rngs=rngs, **kw)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
         self.mlp = MLP(config, rngs=rngs, **kw)
 
-    def __call__(self, h, positions, inv_freq, masks, cache=None, cache_index=None):
-        attn, cache = self.self_attn(self.input_layernorm(h), positions, inv_freq, masks, cache, cache_index)
+    def __call__(self, h, positions, inv_freq, mask, cache=None, cache_index=None, lora=None):
+        attn, cache = self.self_attn(self.input_layernorm(h), positions, inv_freq, mask, cache, cache_index, lora)
         h = h + attn
-        return h + self.mlp(self.post_attention_layernorm(h)), cache
+        return h + self.mlp(self.post_attention_layernorm(h), lora), cache
 
 
-def _call_layer(layer, h, positions, inv_freq, masks, cache, cache_index):
-    return layer(h, positions, inv_freq, masks, cache, cache_index)
-
-
-_call_layer_remat = nnx.remat(_call_layer)
+def stack_modules(modules: Sequence[nnx.Module], axis_name: str = "layers") -> nnx.Module:
+    """One module of the same structure whose every variable is the stack of the modules'
+    (leading axis ``axis_name`` added to each variable's logical sharding axes)."""
+    graphdef, *_ = nnx.split(modules[0])
+    states = []
+    for m in modules:
+        g, s = nnx.split(m)
+        if g != graphdef:
+            raise ValueError("stack_modules needs modules of identical structure")
+        states.append(s)
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    for _, var in nnx.to_flat_state(stacked):
+        axes = var.get_metadata().get("out_sharding")
+        if axes is not None:
+            var.set_metadata(out_sharding=(axis_name, *axes))
+    return nnx.merge(graphdef, stacked)
 
 
 class Decoder(nnx.Module):
-    """A causal LM. ``dtype`` is the compute dtype, ``param_dtype`` the storage dtype
-    (bf16 compute over f32 master weights: ``dtype=jnp.bfloat16, param_dtype=jnp.float32``).
-    ``remat=True`` recomputes each layer's activations in the backward pass
-    (``jax.checkpoint``), trading compute for memory in full fine-tuning."""
+    """A causal LM over stacked layers. ``dtype`` is the compute dtype, ``param_dtype`` the
+    storage dtype (bf16 compute over f32 master weights: ``dtype=jnp.bfloat16,
+    param_dtype=jnp.float32``). ``remat=True`` recomputes each layer's activations in
+    the backward pass (``jax.checkpoint`` on the scan body), trading compute for memory
+    in full fine-tuning. ``scan_unroll`` is ``lax.scan``'s ``unroll`` (layers per
+    compiled loop iteration; L unrolls the whole stack)."""
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
-                 remat: bool = False):
+                 remat: bool = False, scan_unroll: int = 1):
         self.config = config
         self.dtype = dtype
         self.remat = remat
-        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, dtype=dtype, param_dtype=param_dtype,
-                                      embedding_init=_INIT, rngs=rngs)
-        self.layers = nnx.List([DecoderLayer(config, i, rngs=rngs, dtype=dtype, param_dtype=param_dtype)
-                                for i in range(config.num_layers)])
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, param_dtype=param_dtype)
+        self.scan_unroll = scan_unroll
+        kw = dict(dtype=dtype, param_dtype=param_dtype)
+        self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, embedding_init=_INIT,
+                                      embedding_metadata=_axes("vocab", "embed"), rngs=rngs, **kw)
+        # Layers are built one by one (the random stream of an unstacked model, layer after
+        # layer) and then stacked.
+        self.layers = stack_modules([DecoderLayer(config, rngs=rngs, **kw) for _ in range(config.num_layers)])
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
         if not config.tie_word_embeddings:
-            self.lm_head = _linear(config.hidden_size, config.vocab_size, False, rngs, dtype, param_dtype)
+            self.lm_head = _linear(config.hidden_size, config.vocab_size, False, ("embed", "vocab"), rngs, **kw)
 
-    def __call__(self, input_ids, attention_mask=None, positions=None):
+    def __call__(self, input_ids, attention_mask=None, positions=None, *, lora=None, ablate=None):
         """Logits [B, T, V]. ``attention_mask`` is 1 for real tokens and 0 for padding
-        (left padding gives each row the logits it would have alone)."""
-        h, _, _ = self.run_layers(input_ids, attention_mask, positions)
+        (left padding gives each row the logits it would have alone). ``lora`` is a
+        :class:`~jaxsafe.lm.lora.LoRA`; ``ablate`` a unit vector [D] projected out of the
+        residual stream after the embedding and after every layer."""
+        h, _, _ = self.run_layers(input_ids, attention_mask, positions, lora=lora, ablate=ablate)
         return self.unembed(h)
 
-    def hidden_states(self, input_ids, attention_mask=None, layers: Sequence[int] = (), positions=None):
+    def hidden_states(self, input_ids, attention_mask=None, layers: Sequence[int] = (), positions=None, *,
+                      lora=None, ablate=None):
         """{ℓ: h^ℓ [B, T, D]}: the residual stream after decoder layer ℓ (0-based, before
-        the final norm). Only layers 0..max(layers) are run."""
+        the final norm). Only layers 0..max(layers) are run (the scan covers that slice)."""
         layers = tuple(sorted(set(int(l) for l in layers)))
         if not layers or layers[0] < 0 or layers[-1] >= self.config.num_layers:
             raise UserError(f"hidden_states needs layers in [0, {self.config.num_layers - 1}], got {layers}")
-        _, collected, _ = self.run_layers(input_ids, attention_mask, positions, upto=layers[-1] + 1, collect=layers)
-        return collected
+        _, stacked, _ = self.run_layers(input_ids, attention_mask, positions, upto=layers[-1] + 1, collect=True,
+                                        lora=lora, ablate=ablate)
+        return {l: stacked[l + 1] for l in layers}
+
+    def all_hidden_states(self, input_ids, attention_mask=None, positions=None, *, lora=None, ablate=None):
+        """[L + 1, B, T, D]: the embeddings h^0, then the output of every layer (before the final norm)."""
+        _, stacked, _ = self.run_layers(input_ids, attention_mask, positions, collect=True, lora=lora, ablate=ablate)
+        return stacked
 
     def unembed(self, h):
         """Final RMSNorm and the output projection (the transposed embedding when tied)."""
@@ -223,14 +278,16 @@ class Decoder(nnx.Module):
             return self.embed_tokens.attend(h)
         return self.lm_head(h)
 
-    def run_layers(self, input_ids, attention_mask=None, positions=None, *, upto=None, collect=(),
-                   cache=None, cache_index=None, kv_valid=None):
-        """Embed and run layers [0, upto). Returns (h, {ℓ: h^ℓ for ℓ in collect}, new cache).
+    def run_layers(self, input_ids, attention_mask=None, positions=None, *, upto=None, collect=False,
+                   cache=None, cache_index=None, kv_valid=None, lora=None, ablate=None):
+        """Embed and scan layers [0, upto). Returns (h, states, new cache), where ``states``
+        is [upto + 1, B, T, D] (the embeddings, then each layer's output) when ``collect``.
 
-        For cached decoding pass ``cache`` (one (k, v) pair per layer, [B, S, K, d]),
-        the slot ``cache_index`` where these T tokens go, explicit ``positions`` and
-        ``kv_valid`` [B, S] marking the slots that hold real tokens.
+        For cached decoding pass ``cache`` = (k, v), each [L, B, S, K, d] (stacked over
+        layers), the slot ``cache_index`` where these T tokens go, explicit ``positions``
+        and ``kv_valid`` [B, S] marking the slots that hold real tokens.
         """
+        c = self.config
         input_ids = jnp.asarray(input_ids)
         b, t = input_ids.shape
         if attention_mask is None:
@@ -241,42 +298,42 @@ class Decoder(nnx.Module):
             kv_valid, q_index = attention_mask, jnp.arange(t)
         else:
             q_index = cache_index + jnp.arange(t)
-        masks = {"full": attention_mask_4d(kv_valid, q_index, None)}
-        if self.config.sliding_window is not None:
-            masks["window"] = attention_mask_4d(kv_valid, q_index, self.config.sliding_window)
-        inv_freq = rope_inverse_frequencies(self.config)
+        upto = c.num_layers if upto is None else upto
+        windowed = np.array([c.uses_sliding_window(i) for i in range(upto)])
+        full_mask = attention_mask_4d(kv_valid, q_index, None) if not windowed.all() else None
+        window_mask = attention_mask_4d(kv_valid, q_index, c.sliding_window) if windowed.any() else None
+        inv_freq = rope_inverse_frequencies(c)
+
+        graphdef, params = nnx.split(self.layers)
+        keep = lambda tree: jax.tree.map(lambda x: x[:upto], tree) if upto < c.num_layers else tree
+        xs = {"params": keep(params), "cache": keep(cache), "windowed": None, "lora": None}
+        if full_mask is not None and window_mask is not None:  # Qwen2's partial window: a per-layer flag
+            xs["windowed"] = jnp.asarray(windowed)
+        if lora is not None:
+            layer_keys = None if lora.key is None else jax.random.split(lora.key, c.num_layers)
+            xs["lora"] = {"adapters": keep(lora.adapters), "key": None if layer_keys is None else keep(layer_keys)}
+
+        def body(h, x):
+            layer = nnx.merge(graphdef, x["params"])
+            if x["windowed"] is not None:
+                mask = jnp.where(x["windowed"], window_mask, full_mask)
+            else:
+                mask = full_mask if window_mask is None else window_mask
+            layer_lora = None
+            if x["lora"] is not None:
+                layer_lora = type(lora)(x["lora"]["adapters"], lora.scale, lora.dropout, x["lora"]["key"])
+            h, layer_cache = layer(h, positions, inv_freq, mask, x["cache"], cache_index, layer_lora)
+            if ablate is not None:
+                h = ablate_direction(h, ablate)
+            return h, (h if collect else None, layer_cache)
+
+        if self.remat:
+            body = jax.checkpoint(body, prevent_cse=False)
         h = self.embed_tokens(input_ids)
-        upto = self.config.num_layers if upto is None else upto
-        call = _call_layer_remat if self.remat else _call_layer
-        collected, new_cache = {}, []
-        for i in range(upto):
-            h, layer_cache = call(self.layers[i], h, positions, inv_freq, masks,
-                                  None if cache is None else cache[i], cache_index)
-            new_cache.append(layer_cache)
-            if i in collect:
-                collected[i] = h
-        return h, collected, (new_cache if cache is not None else None)
-
-
-def logical_axes(path: tuple) -> tuple[str | None, ...]:
-    """Logical sharding axes of the parameter at ``path`` (a tuple of names / layer indices)."""
-    module = str(path[-2]) if len(path) >= 2 else ""
-    leaf = str(path[-1])
-    if module == "embed_tokens":
-        return ("vocab", "embed")
-    if module == "lm_head":
-        return ("embed", "vocab")
-    out_axis = {"q_proj": "heads", "k_proj": "kv_heads", "v_proj": "kv_heads", "o_proj": "embed",
-                "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "embed"}.get(module)
-    in_axis = {"o_proj": "heads", "down_proj": "mlp"}.get(module, "embed")
-    if out_axis is None:  # norms: small, replicated
-        return (None,)
-    if leaf == "kernel":
-        return (in_axis, out_axis)
-    if leaf == "bias":
-        return (out_axis,)
-    if leaf == "lora_a":
-        return (in_axis, None)
-    if leaf == "lora_b":
-        return (None, out_axis)
-    raise ValueError(f"no sharding rule for parameter {'.'.join(map(str, path))}")
+        if ablate is not None:
+            h = ablate_direction(h, ablate)
+        h0 = h
+        h, (states, new_cache) = jax.lax.scan(body, h, xs, length=upto, unroll=self.scan_unroll)
+        if collect:
+            states = jnp.concatenate([h0[None], states], axis=0)
+        return h, states, new_cache

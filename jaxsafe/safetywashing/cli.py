@@ -13,12 +13,13 @@ import json
 import math
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json, atomic_write_text
-from jaxsafe.safetywashing.analysis import DEFAULT_CAPABILITIES, Result, analyze
-from jaxsafe.safetywashing.tables import add_scores, load_areas, load_directions, load_info, load_scores
+
+if TYPE_CHECKING:
+    from jaxsafe.safetywashing.analysis import Result
 
 OUTPUT_COLUMNS = (
     "benchmark",
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
     p.add_argument("--info", type=Path, help="CSV with columns benchmark,name: display names")
     p.add_argument(
         "--capabilities",
-        help="comma-separated capability benchmark columns (default: the paper's 12: " + ",".join(DEFAULT_CAPABILITIES) + ")",
+        help="comma-separated capability benchmark columns (default: the paper's 12, listed in docs/safetywashing.md)",
     )
     p.add_argument("--directions", type=Path, help="YAML {benchmark or glob: 1 | -1}; -1 negates a column (lower = better)")
     p.add_argument("--areas", type=Path, help="YAML {area: [benchmark globs]} replacing the packaged area map")
@@ -63,6 +64,9 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from jaxsafe.safetywashing.analysis import analyze
+    from jaxsafe.safetywashing.tables import add_scores, load_areas, load_directions, load_info, load_scores
+
     table = load_scores(args.scores)
     base_columns = set(table.scores.columns)
     for path in args.add:
@@ -110,6 +114,8 @@ def _clean(value):
 
 def write_outputs(result: Result, out: Path, scatter: list[str]) -> list[Path]:
     """correlations.csv/.json, summary.json, capabilities_score.csv and the plots, all written atomically."""
+    import pandas as pd
+
     from jaxsafe.safetywashing import plots  # matplotlib only when writing plots
 
     frame = result.correlations[list(OUTPUT_COLUMNS)]
@@ -162,6 +168,7 @@ def format_report(result: Result, show: int = 0, highlight: list[str] = ()) -> s
 
 def demo(out_dir: Path) -> None:
     """Run the analysis on a small generated table (synthetic, not the paper's data)."""
+    from jaxsafe.safetywashing.analysis import DEFAULT_CAPABILITIES, analyze
     from jaxsafe.safetywashing.synthetic import synthetic_table, true_capabilities_correlation
 
     safety = {"synthetic_safety_rho0.9": 0.9, "synthetic_safety_rho0.5": 0.5, "synthetic_safety_rho0.0": 0.0, "synthetic_safety_rho-0.6": -0.6}

@@ -1,8 +1,14 @@
-"""``jaxsafe toyworld build``: the synthetic knowledge world, its corpora and question sets, and the base/control models."""
+"""``jaxsafe toyworld build``: the synthetic knowledge world, its corpora and question sets, and the base/control models.
+
+The world is built in a hidden sibling of ``--out`` (``.NAME.partial``) and renamed
+into place when complete (:class:`jaxsafe.io.StagedDir`): a failing or killed build
+leaves what was at ``--out`` untouched, and ``--resume`` finishes it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -14,16 +20,29 @@ def register(subparsers) -> None:
     b.add_argument("--out", type=Path, required=True, help="output folder (layout: see docs/toyworld.md)")
     b.add_argument("--seed", type=int, default=None, help="world and training seed (default: the config's, 0)")
     b.add_argument("--config", type=Path, default=None, help="YAML build config (default: built-in, = configs/toyworld/default.yaml)")
-    b.add_argument("--resume", action="store_true", help="continue interrupted training runs under OUT/runs")
+    b.add_argument("--resume", action="store_true", help="finish an interrupted build of OUT (same config)")
+    b.add_argument("--overwrite", action="store_true",
+                   help="replace the world in OUT; the old one stays until the new one is complete")
     b.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=100")
     b.set_defaults(func=run_build)
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from jaxsafe.config import load_config
-    from jaxsafe.toyworld.build import BuildConfig, build
+    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.io import StagedDir
+    from jaxsafe.toyworld.config import BuildConfig
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = load_config(BuildConfig, args.config, overrides)
-    build(args.out, cfg, resume=args.resume)
+    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="toy world")
+
+    from jaxsafe.toyworld.build import build, format_table
+
+    if stage.done:
+        print(f"{args.out} is already complete (same config); its results:")
+        print(format_table(json.loads((stage.out / "results.json").read_text())))
+        return 0
+    build(stage.start(), cfg, resume=stage.resuming)
+    stage.commit()
+    print(f"toy world in {args.out}")
     return 0

@@ -39,12 +39,17 @@ def test_hidden_states_runs_only_the_layers_it_needs(hf_checkpoint):
     model = from_pretrained(hf_checkpoint("llama3")[0])
     ids, mask = left_padded_batch()
 
-    def matmuls(layers):
+    def layer_scans(layers):
+        """(scan length, matmuls in the scanned body) of each layer scan the call traces."""
         graphdef, state = nnx.split(model)
         jaxpr = jax.make_jaxpr(lambda s: nnx.merge(graphdef, s).hidden_states(ids, mask, layers))(state)
-        return str(jaxpr).count("dot_general")
+        return [(e.params["length"], str(e.params["jaxpr"]).count("dot_general"))
+                for e in jaxpr.jaxpr.eqns if e.primitive.name == "scan"]
 
-    assert 3 * matmuls((0,)) == matmuls((2,)) == matmuls((0, 1, 2))
+    # One scan over the stacked layers, one layer body (7 projections + 2 attention einsums),
+    # as many iterations as the deepest requested layer needs.
+    assert layer_scans((0,)) == [(1, 9)]
+    assert layer_scans((2,)) == layer_scans((0, 1, 2)) == [(3, 9)]
 
 
 def test_bfloat16_checkpoint_loads_as_bfloat16(hf_checkpoint):
@@ -89,7 +94,7 @@ def test_sharded_logits_equal_unsharded(hf_checkpoint, axes):
     expected = np.asarray(from_pretrained(directory)(ids, mask))
     mesh = make_mesh(**axes)
     model = from_pretrained(directory, mesh=mesh)
-    mlp = model.layers[0].mlp.up_proj.kernel[...]
+    mlp = model.layers.mlp.up_proj.kernel[...]
     assert mlp.sharding.mesh == mesh and mlp.addressable_shards[0].data.size < mlp.size  # really split
     graphdef, state = nnx.split(model)
     logits = jax.jit(lambda s, i, m: nnx.merge(graphdef, s)(i, m))(state, ids, mask)
