@@ -4,7 +4,8 @@ PyTorch side (transformers' LlamaForCausalLM, same weights): two full model copi
 the frozen copy's forward under ``torch.no_grad``; the updated model's full forward
 with a forward hook capturing layer ℓ's output, on the forget and the retain batch;
 MSE losses (the authors' convention, ``authors_convention=True`` on our side); backward;
-AdamW on the three down-projections. jaxsafe side: ``jaxsafe.unlearn.rmu.make_rmu_step``
+AdamW on the three down-projections. jaxsafe side: ``jaxsafe.unlearn.rmu.rmu_objective`` in the
+training core's step
 (layers 0..ℓ only, one jitted function). Each side runs in its own subprocess so
 that its peak resident memory can be read; the step-0 losses are compared as a check
 that both compute the same thing. The processes alternate over ``--rounds`` rounds
@@ -109,24 +110,29 @@ def run_torch(ckpt: str, args) -> dict:
 def run_jax(ckpt: str, args) -> dict:
     import jax
     import jax.numpy as jnp
-    import optax
+    from flax import nnx
 
     from jaxsafe.lm.checkpoint import from_pretrained
-    from jaxsafe.unlearn.rmu import make_rmu_step, split_trainable
+    from jaxsafe.optim.config import OptimizerConfig
+    from jaxsafe.optim.factory import make_optimizer
+    from jaxsafe.train import init_state, make_step, select
+    from jaxsafe.unlearn.rmu import rmu_objective
 
     model = from_pretrained(ckpt)
-    graphdef, trainable, rest = split_trainable(model, f"layers.{args.layer - 2}-{args.layer}.mlp.down_proj")
-    opt = optax.adamw(5e-5)
-    step = make_rmu_step(graphdef, args.layer, args.coef, args.alpha, opt, authors_convention=True)
-    controls = jnp.asarray(control(model.config.hidden_size))[None]
-    state = {"params": jax.tree.map(jnp.copy, trainable), "opt": opt.init(trainable)}
+    graphdef, params = nnx.split(model)
+    selection = select(params, f"layers.{args.layer - 2}-{args.layer}.mlp.down_proj")
+    opt = make_optimizer(OptimizerConfig(name="adamw", lr=5e-5, weight_decay=0.01), args.warmup + args.steps)
+    loss_fn = rmu_objective(graphdef, selection, args.layer, args.coef, args.alpha, authors_convention=True)
+    step = jax.jit(make_step(loss_fn, opt), donate_argnums=0)
+    frozen = {"params": params, "controls": jnp.asarray(control(model.config.hidden_size))[None]}
+    state = init_state(selection.split(params), opt)
     losses, times = [], []
     for b in batches(model.config.vocab_size, args.batch, args.seq, args.warmup + args.steps):
         t0 = time.perf_counter()
         ones = jnp.ones(b["forget"].shape, jnp.int32)
         batch = {"forget_ids": b["forget"], "forget_mask": ones, "retain_ids": b["retain"], "retain_mask": ones,
                  "topic": jnp.int32(0)}
-        state, metrics = step(state, batch, rest, trainable, controls)
+        state, metrics = step(state, batch, frozen)
         losses.append(float(metrics["loss"]))  # float() waits for the step to finish
         times.append(time.perf_counter() - t0)
     return {"losses": losses, "times": times}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxsafe.config import field
+from jaxsafe.optim.config import OptimizerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +35,8 @@ class PhaseConfig:
     n_max: int = field(2000, ge=3)
     wide_fraction: float = field(0.3333, ge=0, le=1)  # share of graphs in [0,2]×[0,1] (paper: 1,000 of 3,000)
     epochs: int = field(20, ge=1)
-    lr: float = field(1e-3, gt=0)
+    # Adam, gradients clipped at norm 1
+    optimizer: OptimizerConfig = field(OptimizerConfig(name="adam", lr=1e-3, clip_norm=1.0))
     accumulate: int = field(5, ge=1)
 
     def __post_init__(self):
@@ -52,4 +54,4 @@ class TrainConfig:
     data_parallel: int = field(1, ge=1, also=(-1,))
     model: ModelConfig = ModelConfig()
     embedding: PhaseConfig = PhaseConfig()
-    partition: PhaseConfig = PhaseConfig(graphs=30, n_min=200, n_max=500, wide_fraction=0.0, epochs=200, lr=1e-3)
+    partition: PhaseConfig = PhaseConfig(graphs=30, n_min=200, n_max=500, wide_fraction=0.0, epochs=200)

@@ -33,7 +33,6 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -48,8 +47,10 @@ from jaxsafe.graphs.partition_module import restrict, vcycle
 from jaxsafe.graphs.partition import bisect, evaluate
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json
+from jaxsafe.optim.factory import make_optimizer
 from jaxsafe.parallel import make_mesh, shard_batch
 from jaxsafe.runs import RunDir, train_loop
+from jaxsafe.train import init_state, make_step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,19 +111,13 @@ def _train_phase(run: RunDir, module: nnx.Module, loss_one, batches: list, phase
                  cfg: TrainConfig, desc: str) -> nnx.Module:
     graphdef, params = nnx.split(module, nnx.Param)
     mesh = data_mesh(cfg)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(phase.lr))
+    steps = phase.epochs * len(batches)
+    optimizer = make_optimizer(phase.optimizer, steps)
 
-    @jax.jit
-    def step(state, batch):
-        params, opt_state = state
+    def loss_fn(params, batch, _frozen):
+        return jnp.mean(jax.vmap(lambda b: loss_one(nnx.merge(graphdef, params), *b))(batch)), {}
 
-        def loss(p):
-            return jnp.mean(jax.vmap(lambda b: loss_one(nnx.merge(graphdef, p), *b))(batch))
-
-        value, grads = jax.value_and_grad(loss)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), {"loss": value}
-
+    step = jax.jit(make_step(loss_fn, optimizer))
     steps_per_epoch = len(batches)
 
     def batch_fn(k: int):
@@ -130,12 +125,12 @@ def _train_phase(run: RunDir, module: nnx.Module, loss_one, batches: list, phase
         batch = batches[order[k % steps_per_epoch]]
         return batch if mesh is None else shard_batch(batch, mesh)
 
-    state = (params, tx.init(params))
+    state = init_state(params, optimizer)
     if mesh is not None:
         state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
-    state = train_loop(run, state, step, batch_fn, phase.epochs * steps_per_epoch,
+    state = train_loop(run, state, lambda s, b: step(s, b, None), batch_fn, steps,
                        checkpoint_every=cfg.checkpoint_every, desc=desc)
-    return nnx.merge(graphdef, state[0])
+    return nnx.merge(graphdef, state.params)
 
 
 def _methods(model):

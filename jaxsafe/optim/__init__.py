@@ -1,6 +1,24 @@
-"""Optax transformations: ECDSep and gradient accumulation that keeps the loss value."""
+"""Optax transformations (ECDSep, gradient accumulation that keeps the loss value) and
+the optimizer factory every trainer uses (:mod:`jaxsafe.optim.factory`).
 
-from jaxsafe.optim.accumulate import AccumulateState, accumulate_gradients
-from jaxsafe.optim.ecdsep import EcdsepState, ecdsep, ecdsep_hash_noise
+Names are imported on first use, so that reading an ``optimizer:`` config section
+(:mod:`jaxsafe.optim.config`) does not import JAX.
+"""
 
-__all__ = ["AccumulateState", "EcdsepState", "accumulate_gradients", "ecdsep", "ecdsep_hash_noise"]
+import importlib
+
+_EXPORTS = {
+    "AccumulateState": "jaxsafe.optim.accumulate", "accumulate_gradients": "jaxsafe.optim.accumulate",
+    "EcdsepState": "jaxsafe.optim.ecdsep", "ecdsep": "jaxsafe.optim.ecdsep", "ecdsep_hash_noise": "jaxsafe.optim.ecdsep",
+    "OptimizerConfig": "jaxsafe.optim.config", "ScheduleConfig": "jaxsafe.optim.config",
+    "make_optimizer": "jaxsafe.optim.factory",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value  # importing the submodule bound its name here (``ecdsep``); the export wins
+        return value
+    raise AttributeError(f"module 'jaxsafe.optim' has no attribute {name!r}")

@@ -24,9 +24,8 @@ passes ``value=loss`` (ECDSep needs it; the others ignore it).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,61 +33,10 @@ import optax
 from optax.contrib import ScheduleFreeState, schedule_free_adamw, schedule_free_eval_params
 
 from jaxsafe.errors import UserError
+from jaxsafe.optim.config import OptimizerConfig
 
-OPTIMIZERS = ("adamw", "adam", "sgd", "adagrad", "adadelta", "schedule_free_adamw", "ecdsep")
-SCHEDULES = ("constant", "linear_warmup", "warmup_cosine", "sgdr")
+from jaxsafe.optim.config import OPTIMIZERS, SCHEDULES
 HYPER = ("lr", "warmup_steps", "decay_steps", "final_fraction", "cycle_steps")
-
-
-@dataclasses.dataclass(frozen=True)
-class ScheduleConfig:
-    """The learning-rate shape over steps.
-
-    ``constant``: lr. ``linear_warmup``: 0 → lr linearly over ``warmup_steps``, then lr.
-    ``warmup_cosine``: the warm-up, then cosine decay to ``final_fraction·lr`` at
-    ``decay_steps`` (counted from step 0, warm-up included; 0 = the run's length).
-    ``sgdr`` (Loshchilov & Hutter 2017, warm restarts): the warm-up + cosine shape
-    repeated every ``cycle_steps`` steps (0 = the run's length).
-    """
-
-    kind: Literal["constant", "linear_warmup", "warmup_cosine", "sgdr"] = "constant"
-    warmup_steps: int = 0
-    decay_steps: int = 0
-    final_fraction: float = 0.0
-    cycle_steps: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class EcdsepConfig:
-    """ECDSep's own settings (:func:`jaxsafe.optim.ecdsep`); ``lr`` is its Δt."""
-
-    eta: float = 1.0
-    f0: float = 0.0
-    nu: float = 1e-5
-    s: float = 1.0
-    delta_energy: float = 0.0
-    noise: Literal["hash", "gaussian"] = "hash"
-    seed: int = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class OptimizerConfig:
-    """An optimizer section. ``weight_decay`` is decoupled for adamw and
-    schedule_free_adamw (Loshchilov & Hutter 2019) and a coupled L2 term (added to
-    the gradient, PyTorch's convention) for the others. ``momentum``/``nesterov``
-    apply to sgd; ``eps`` = 0 keeps each optimizer's own default."""
-
-    name: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "schedule_free_adamw", "ecdsep"] = "adamw"
-    lr: float = 1e-3
-    schedule: ScheduleConfig = ScheduleConfig()
-    weight_decay: float = 0.0
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 0.0
-    momentum: float = 0.0
-    nesterov: bool = False
-    clip_norm: float = 0.0
-    ecdsep: EcdsepConfig = EcdsepConfig()
 
 
 class ScheduledState(NamedTuple):

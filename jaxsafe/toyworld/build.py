@@ -62,22 +62,27 @@ def decoder_config(spec: ModelSpec, tokenizer):
 
 def pretrain(docs: list[str], tokenizer, cfg: BuildConfig, run_dir: Path, *, resume: bool, desc: str):
     """Train a fresh decoder on ``docs`` (whole documents packed into rows) with the shared resumable loop."""
-    import optax
+    import jax
     from flax import nnx
 
     from jaxsafe.data.batching import batch_indices, pack_documents
     from jaxsafe.data.text import tokenize_documents
-    from jaxsafe.lm.loss import init_train_state, lm_loss_fn, make_train_step
+    from jaxsafe.lm.loss import lm_loss_fn
     from jaxsafe.lm.model import Decoder
+    from jaxsafe.optim.factory import make_optimizer
     from jaxsafe.runs import RunDir, train_loop
+    from jaxsafe.train import init_state, make_step, model_loss
 
     t = cfg.train
     ids, mask = pack_documents(tokenize_documents(tokenizer, docs), cfg.model.seq_len, tokenizer.pad_token_id)
     model = Decoder(decoder_config(cfg.model, tokenizer), rngs=nnx.Rngs(cfg.seed))
-    schedule = optax.warmup_cosine_decay_schedule(0.0, t.lr, t.warmup_steps, t.steps, t.lr * t.final_lr_fraction)
-    optimizer = optax.chain(optax.clip_by_global_norm(t.clip_norm), optax.adamw(schedule, weight_decay=t.weight_decay))
-    graphdef, state = init_train_state(model, optimizer)
-    step_fn = make_train_step(graphdef, lm_loss_fn, optimizer)
+    graphdef, params = nnx.split(model)
+    optimizer = make_optimizer(t.optimizer, t.steps)
+    state = init_state(params, optimizer)
+    step = jax.jit(make_step(model_loss(graphdef, None, lm_loss_fn), optimizer), donate_argnums=0)
+
+    def step_fn(state, batch):
+        return step(state, batch, None)
 
     def batch_fn(step: int) -> dict:
         idx = batch_indices(len(ids), t.batch_size, step, cfg.seed)
@@ -126,8 +131,9 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
     from jaxsafe.lm.checkpoint import save_pretrained
     from jaxsafe.toyworld.tokenizer import train_tokenizer
 
-    if not 0 <= cfg.train.warmup_steps < cfg.train.steps:
-        raise UserError(f"train.warmup_steps ({cfg.train.warmup_steps}) must be below train.steps ({cfg.train.steps})")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise UserError(f"unknown toy-world model {unknown[0]!r} (models: {', '.join(MODELS)})")
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -143,9 +149,6 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
     tokenizer.save_pretrained(str(out / "tokenizer"))
     log(f"world: {len(world.facts)} facts; " + ", ".join(f"{n} {len(mcq[n])}" for n in MCQ_SETS) + " questions")
     results = {"seed": cfg.seed, "config": config_to_dict(cfg), "models": {}, "training": {}}
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        raise UserError(f"unknown toy-world model {unknown[0]!r} (models: {', '.join(MODELS)})")
     for name in models:
         excluded = MODELS[name]
         docs = pretraining_documents(world, cfg.corpus, exclude_roles=excluded)
@@ -185,7 +188,7 @@ DEMO_OVERRIDES = (
     "world.eval_entities=16", "world.practice_entities=8", "world.questions_per_fact=1", "corpus.mentions=12", "corpus.mc_renderings=3",
     "model.hidden_size=64", "model.intermediate_size=128", "model.num_layers=2", "model.num_heads=2",
     "model.num_kv_heads=2", "model.head_dim=32", "model.seq_len=128",
-    "train.steps=60", "train.batch_size=16", "train.warmup_steps=6", "train.lr=0.01", "train.checkpoint_every=60",
+    "train.steps=60", "train.batch_size=16", "train.optimizer.schedule.warmup_steps=6", "train.optimizer.lr=0.01", "train.checkpoint_every=60",
 )
 
 

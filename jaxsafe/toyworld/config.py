@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from jaxsafe.config import field
+from jaxsafe.optim.config import OptimizerConfig, ScheduleConfig
 from jaxsafe.toyworld.world import WorldSpec
 
 
@@ -43,16 +44,16 @@ class ModelSpec:
 class TrainSpec:
     steps: int = field(800, ge=1)  # many small steps: memorizing facts takes updates more than tokens
     batch_size: int = field(16, ge=1)
-    lr: float = field(5e-3, gt=0)
-    warmup_steps: int = field(50, ge=0)
-    final_lr_fraction: float = field(0.1, ge=0, le=1)  # cosine decay to lr * this
-    weight_decay: float = field(0.01, ge=0)
-    clip_norm: float = field(1.0, gt=0)
+    # AdamW, warm-up then cosine decay to a tenth of the peak, gradients clipped at norm 1
+    optimizer: OptimizerConfig = field(OptimizerConfig(
+        name="adamw", lr=5e-3, weight_decay=0.01, clip_norm=1.0,
+        schedule=ScheduleConfig(kind="warmup_cosine", warmup_steps=50, final_fraction=0.1)))
     checkpoint_every: int = field(100, ge=1)
 
     def __post_init__(self):
-        if self.warmup_steps >= self.steps:
-            raise ValueError(f"train.warmup_steps ({self.warmup_steps}) must be below train.steps ({self.steps})")
+        warmup = self.optimizer.schedule.warmup_steps
+        if warmup >= self.steps:
+            raise ValueError(f"train.optimizer.schedule.warmup_steps ({warmup}) must be below train.steps ({self.steps})")
 
 
 @dataclass(frozen=True)

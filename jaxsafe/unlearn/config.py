@@ -6,6 +6,7 @@ import dataclasses
 from typing import Literal
 
 from jaxsafe.config import field
+from jaxsafe.optim.config import OptimizerConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +43,8 @@ class RMUConfig:
     texts, for models too small to have learned the lettered format.
     ``max_rows``: cap on documents read per corpus (0 = all); RMU makes one pass
     over ``steps × batch_size`` documents per topic anyway.
+    ``optimizer``: any optimizer section (:mod:`jaxsafe.optim.factory`); the default
+    is AdamW with optax's weight decay 1e-4, what earlier versions used.
     """
 
     world: str | None = None
@@ -56,7 +59,7 @@ class RMUConfig:
     update: str | None = None
     steering_coef: float = field(20.0, gt=0)
     alpha: float = field(100.0, ge=0)
-    lr: float = field(5e-5, gt=0)
+    optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=5e-5, weight_decay=1e-4)
     steps: int = field(80, ge=1)
     batch_size: int = field(4, ge=1)
     seed: int = field(42, ge=0)

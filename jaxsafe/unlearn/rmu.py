@@ -5,7 +5,8 @@ trainable subset (by default three ``down_proj`` matrices), so a run holds one
 model plus a copy of that subset — never two full models. Compute: both forward
 passes stop at layer ℓ (``Decoder.hidden_states``), where the authors' code runs
 the whole model; the frozen pass, the two updated passes, the backward pass and
-the AdamW step fuse into one jitted function.
+the optimizer step (any optimizer of the config's ``optimizer`` section, through
+:mod:`jaxsafe.train`) fuse into one jitted function.
 
 Batches: forget topics alternate step by step (bio, cyber, bio, …); each topic
 and the retain corpus are read in seeded permutations (one pass when
@@ -16,17 +17,18 @@ function of ``k`` and an interrupted run resumes exactly (:mod:`jaxsafe.runs`).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from jaxsafe.data.batching import batch_indices
 from jaxsafe.data.text import load_texts, truncated_rows
 from jaxsafe.errors import UserError
+from jaxsafe.optim.factory import make_optimizer
+from jaxsafe.train import LossFn, Selection, init_state, make_step, select
 from jaxsafe.unlearn.config import RMUConfig, Topic
 from jaxsafe.unlearn.losses import control_vectors, rmu_loss
 
@@ -35,46 +37,39 @@ class RMUProblem:
     """Everything a step needs besides the trainable parameters and optimizer state."""
 
     graphdef: Any
-    rest: Any  # every parameter that is not trained (shared by both models)
-    frozen: Any  # the original values of the trainable subset
+    selection: Selection  # the trainable subset (default: three down_proj matrices)
+    params: Any  # the original model's full parameter state (the frozen model)
     controls: jax.Array  # [topics, d] unit vectors u
     forget: list[tuple[np.ndarray, np.ndarray]]  # per topic: ids, mask [N_t, T_t]
     retain: tuple[np.ndarray, np.ndarray]
 
-
-def split_trainable(model: nnx.Module, selector: str):
-    """(graphdef, trainable, rest) with ``trainable`` the parameters matching ``selector``."""
-    from jaxsafe.lm.loss import select_params
-
-    return nnx.split(model, select_params(model, selector), ...)
+    def frozen(self) -> dict:
+        """The step's ``frozen`` argument."""
+        return {"params": self.params, "controls": self.controls}
 
 
-def make_rmu_step(graphdef, layer: int, steering_coef: float, alpha: float, optimizer: optax.GradientTransformation,
-                  authors_convention: bool = False) -> Callable:
-    """A jitted ``step(state, batch, rest, frozen, controls) -> (state, metrics)``.
+def rmu_objective(graphdef, selection: Selection, layer: int, steering_coef: float, alpha: float,
+                  authors_convention: bool = False) -> LossFn:
+    """RMU's loss (eq. 3) as the training core's ``loss_fn(trainable, batch, frozen)``.
 
-    ``state`` = {"params": trainable subset, "opt": optimizer state}; ``batch`` holds
-    forget/retain ids and masks and the forget ``topic`` index.
+    ``frozen`` = {"params": the original full parameter state, "controls": [topics, d]};
+    ``batch`` holds forget/retain ids and masks and the forget ``topic`` index. The
+    updated model is ``frozen["params"]`` with ``trainable`` written in.
     """
 
-    def hidden(trainable, rest, ids, mask):
-        return nnx.merge(graphdef, trainable, rest).hidden_states(ids, mask, layers=(layer,))[layer]
+    def hidden(params, ids, mask):
+        return nnx.merge(graphdef, params).hidden_states(ids, mask, layers=(layer,))[layer]
 
-    def loss_fn(trainable, batch, rest, frozen, controls):
-        frozen_h = jax.lax.stop_gradient(hidden(frozen, rest, batch["retain_ids"], batch["retain_mask"]))
-        forget_h = hidden(trainable, rest, batch["forget_ids"], batch["forget_mask"])
-        retain_h = hidden(trainable, rest, batch["retain_ids"], batch["retain_mask"])
+    def loss_fn(trainable, batch, frozen):
+        updated = selection.merge(trainable, frozen["params"])
+        frozen_h = jax.lax.stop_gradient(hidden(frozen["params"], batch["retain_ids"], batch["retain_mask"]))
+        forget_h = hidden(updated, batch["forget_ids"], batch["forget_mask"])
+        retain_h = hidden(updated, batch["retain_ids"], batch["retain_mask"])
         return rmu_loss(forget_h, batch["forget_mask"], retain_h, batch["retain_mask"], frozen_h,
-                        controls[batch["topic"]], steering_coef, alpha, authors_convention=authors_convention)
+                        frozen["controls"][batch["topic"]], steering_coef, alpha,
+                        authors_convention=authors_convention)
 
-    @jax.jit
-    def step(state, batch, rest, frozen, controls):
-        (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rest, frozen, controls)
-        updates, opt_state = optimizer.update(grads, state["opt"], state["params"])
-        params = optax.apply_updates(state["params"], updates)
-        return {"params": params, "opt": opt_state}, {"loss": loss, **parts}
-
-    return step
+    return loss_fn
 
 
 def rmu_batch(problem: RMUProblem, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:
@@ -96,18 +91,19 @@ def _rows(tokenizer, topic: Topic, max_rows: int):
 
 
 def prepare(cfg: RMUConfig, model: nnx.Module, tokenizer) -> RMUProblem:
-    """Tokenize the corpora, split off the trainable subset and draw the control vectors."""
+    """Tokenize the corpora, name the trainable subset and draw the control vectors."""
     if not cfg.forget:
         raise UserError("no forget topics: set 'forget' (or 'world') in the config")
     if not cfg.retain.data:
         raise UserError("no retain corpus: set 'retain.data' (or 'world') in the config")
     if not 0 <= cfg.layer < model.config.num_layers:
         raise UserError(f"layer {cfg.layer} is outside the model's {model.config.num_layers} layers")
-    graphdef, trainable, rest = split_trainable(model, cfg.update_selector())
+    graphdef, params = nnx.split(model)
+    selection = select(params, cfg.update_selector())
     controls = control_vectors(jax.random.key(cfg.seed), len(cfg.forget), model.config.hidden_size)
     forget = [_rows(tokenizer, t, cfg.max_rows) for t in cfg.forget]
     retain = _rows(tokenizer, cfg.retain, cfg.max_rows)
-    return RMUProblem(graphdef, rest, trainable, controls, forget, retain)
+    return RMUProblem(graphdef, selection, params, controls, forget, retain)
 
 
 def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
@@ -115,14 +111,16 @@ def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
     from jaxsafe.runs import train_loop
 
     problem = prepare(cfg, model, tokenizer)
-    optimizer = optax.adamw(cfg.lr)
-    step = make_rmu_step(problem.graphdef, cfg.layer, cfg.steering_coef, cfg.alpha, optimizer, cfg.authors_convention)
-    params = jax.tree.map(jnp.copy, problem.frozen)
-    state = {"params": params, "opt": optimizer.init(params)}
+    optimizer = make_optimizer(cfg.optimizer, cfg.steps)
+    loss_fn = rmu_objective(problem.graphdef, problem.selection, cfg.layer, cfg.steering_coef, cfg.alpha,
+                            cfg.authors_convention)
+    step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
+    state = init_state(jax.tree.map(jnp.copy, problem.selection.split(problem.params)), optimizer)
+    frozen = problem.frozen()
 
     def step_fn(state, batch):
-        return step(state, batch, problem.rest, problem.frozen, problem.controls)
+        return step(state, batch, frozen)
 
     state = train_loop(run, state, step_fn, lambda k: rmu_batch(problem, k, cfg.batch_size, cfg.seed), cfg.steps,
                        checkpoint_every=cfg.checkpoint_every, desc="rmu")
-    return nnx.merge(problem.graphdef, state["params"], problem.rest)
+    return nnx.merge(problem.graphdef, problem.selection.merge(state.params, problem.params))

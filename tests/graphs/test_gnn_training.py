@@ -11,12 +11,14 @@ from jaxsafe.errors import UserError
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import WEIGHTS_FILE, GNNBisector
 from jaxsafe.graphs.partition import bisect, evaluate
+from jaxsafe.optim.config import OptimizerConfig
 from jaxsafe.graphs.train import PhaseConfig, TrainConfig, train
 
 
 def tiny(**overrides) -> TrainConfig:
     """One node bucket (n + 1 <= 256), so each phase compiles its step once."""
-    phase = PhaseConfig(graphs=8, n_min=130, n_max=250, wide_fraction=0.0, epochs=3, lr=3e-3, accumulate=8)
+    phase = PhaseConfig(graphs=8, n_min=130, n_max=250, wide_fraction=0.0, epochs=3, accumulate=8,
+                        optimizer=OptimizerConfig(name="adam", lr=3e-3, clip_norm=1.0))
     return TrainConfig(eval_graphs=0, checkpoint_every=1000, embedding=phase, partition=phase, **overrides)
 
 
