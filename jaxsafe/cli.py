@@ -27,6 +27,37 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+def _bounded_int(lo: int, what: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+#: argparse ``type=`` for counts that must be positive (``--parts``, ``--batch-size``, ``--limit``).
+positive_int = _bounded_int(1, "at least 1")
+#: argparse ``type=`` for counts that may be zero (``--bootstrap``, ``--show``) and seeds.
+nonnegative_int = _bounded_int(0, "at least 0")
+
+
+def open_unit_interval(text: str) -> float:
+    """argparse ``type=`` for a level or fraction strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value:g}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line rather than usage text plus a line."""
 
@@ -54,15 +85,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
-        print(f"jaxsafe: error: {e}", file=sys.stderr)
+        _one_line(str(e))
     except FileNotFoundError as e:
-        print(f"jaxsafe: error: file not found: {e.filename or e}", file=sys.stderr)
+        _one_line(f"file not found: {e.filename or e}")
     except PermissionError as e:
-        print(f"jaxsafe: error: permission denied: {e.filename or e}", file=sys.stderr)
+        _one_line(f"permission denied: {e.filename or e}")
+    except (IsADirectoryError, NotADirectoryError) as e:
+        _one_line(f"{e.strerror}: {e.filename or e}")
     except KeyboardInterrupt:
         print("jaxsafe: interrupted", file=sys.stderr)
         return 130
     return 2
+
+
+def _one_line(message: str) -> None:
+    """The error contract: exactly one line on stderr (a message with newlines is joined)."""
+    text = "; ".join(line.strip() for line in message.strip().splitlines() if line.strip())
+    print(f"jaxsafe: error: {text}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ class StagedDir:
                 self._same_config(self.out, f"{self.out}")
                 self.done = True
             elif not overwrite:
-                raise UserError(f"{flag} {self.out}: already holds a finished {what}; pass --resume to reuse it "
+                raise UserError(f"{flag} {self.out}: already holds a {what} (finished); pass --resume to reuse it "
                                 f"(same config), --overwrite to replace it once the new one is complete, or choose another {flag}")
 
     def start(self) -> Path:

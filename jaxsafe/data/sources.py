@@ -47,6 +47,8 @@ def load_rows(source: str | Path, config: str | None = None, split: str | None =
     files = local_files(source)
     bars_were_on = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()  # "Generating split" bars would break the one-line error contract
+    verbosity = ds_logging.get_verbosity()
+    ds_logging.set_verbosity(ds_logging.CRITICAL)  # it logs parse errors on stderr before raising them
     try:
         if files is not None:
             builders = {BUILDERS[p.suffix] for p in files}
@@ -58,10 +60,62 @@ def load_rows(source: str | Path, config: str | None = None, split: str | None =
     except UserError:
         raise
     except Exception as e:  # datasets raises many types (network, schema, parse); all are the user's input
+        for path in files or ():
+            problem = diagnose_file(path)  # datasets' own messages name neither the file nor the line
+            if problem:
+                raise UserError(f"could not load dataset {path}: {problem}") from None
         where = f"{source}" + (f" (config {config})" if config and files is None else "")
+        while e.__cause__ is not None or (e.__context__ is not None and "error occurred" in str(e)):
+            e = e.__cause__ or e.__context__  # "An error occurred while generating the dataset" wraps the real one
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"could not load dataset {where}: {first}") from None
     finally:
+        ds_logging.set_verbosity(verbosity)
         if bars_were_on:
             ds_logging.enable_progress_bar()
     return ds.to_list()
+
+
+def diagnose_file(path: Path) -> str | None:
+    """What is wrong with a local JSON/JSON-lines/CSV file, naming the line; ``None`` if it parses."""
+    import csv
+    import json
+
+    if path.suffix == ".parquet":
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text (byte {e.start})"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if not text.strip():
+        return "empty file (no rows)"
+    if path.suffix == ".csv":
+        rows = csv.reader(text.splitlines())
+        header = next(rows)
+        for i, row in enumerate(rows, start=2):
+            if row and len(row) != len(header):
+                return f"line {i}: {len(row)} fields, the header has {len(header)}"
+        return None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            if not text.lstrip().startswith("{") or "\n" not in text.strip():
+                return f"line {e.lineno}: not valid JSON ({e.msg})"
+        else:
+            if isinstance(data, list):
+                bad = next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)
+                return None if bad is None else f"item {bad}: not a JSON object"
+            return None if isinstance(data, dict) else "top level must be a list of objects or an object"
+    for i, line in enumerate(text.splitlines(), start=1):  # JSON lines (also accepted in .json files)
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            return f"line {i}: not valid JSON ({e.msg} at column {e.colno})"
+        if not isinstance(row, dict):
+            return f"line {i}: not a JSON object"
+    return None

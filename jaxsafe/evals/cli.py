@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxsafe.cli import positive_int
 from jaxsafe.errors import UserError
 
 
@@ -31,12 +32,31 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="local .json/.jsonl/.parquet/.csv file or folder, or a hub dataset name")
     p.add_argument("--config", default=None, help="hub dataset config, e.g. wmdp-bio")
     p.add_argument("--split", default=None, help="dataset split (hub only)")
-    p.add_argument("--limit", type=int, default=None, help="use only the first N rows")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=None, help="context length (default: the model's max_position_embeddings)")
+    p.add_argument("--limit", type=positive_int, default=None, help="use only the first N rows")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--max-length", type=positive_int, default=None, help="context length (default: the model's max_position_embeddings)")
     p.add_argument("--dtype", default=None, help="compute dtype, e.g. bfloat16 (default: the checkpoint's)")
     p.add_argument("--shard", action="store_true", help="split batches (and parameters per the sharding rules) over all devices")
     p.add_argument("--out", type=Path, default=None, help="write the results JSON here")
+
+
+def _preflight(args, outputs: dict) -> None:
+    """Every check that needs no model: output paths, the model folder, before any work."""
+    from jaxsafe.io import check_output_file
+
+    for flag, path in outputs.items():
+        check_output_file(path, flag)
+    given = [(f, Path(p).resolve()) for f, p in outputs.items() if p is not None]
+    for i, (flag, path) in enumerate(given):
+        for other, path2 in given[i + 1:]:
+            if path == path2:
+                raise UserError(f"{flag} and {other} name the same file {path}")
+    model = Path(args.model)
+    if model.exists() and not (model / "config.json").is_file():
+        what = "a file" if model.is_file() else "a folder without config.json"
+        raise UserError(f"--model {model}: {what}, not a Hugging Face model folder")
+    if model.is_dir() and not any((model / n).is_file() for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")):
+        raise UserError(f"--model {model}: no tokenizer files (tokenizer.json / tokenizer_config.json) in the model folder")
 
 
 def _load(args):
@@ -44,10 +64,6 @@ def _load(args):
     from jaxsafe.lm.checkpoint import from_pretrained, load_tokenizer
     from jaxsafe.parallel import make_mesh
 
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be positive, got {args.batch_size}")
-    if args.limit is not None and args.limit < 1:
-        raise UserError(f"--limit must be positive, got {args.limit}")
     mesh = make_mesh() if args.shard else None
     model = from_pretrained(args.model, dtype=args.dtype, mesh=mesh)
     tokenizer = load_tokenizer(args.model)
@@ -64,6 +80,7 @@ def run_mcq(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     if not formats or any(f not in ("letter", "cloze") for f in formats):
         raise UserError(f"--formats must list letter and/or cloze, got {args.formats!r}")
+    _preflight(args, {"--out": args.out, "--predictions": args.predictions})
     questions = load_questions(args.data, args.config, args.split, args.subject)[: args.limit]
     model, tokenizer, opts, mesh = _load(args)
     summary, records = evaluate_questions(model, tokenizer, questions, opts, formats=formats, mesh=mesh)
@@ -81,6 +98,7 @@ def run_ppl(args: argparse.Namespace) -> int:
     from jaxsafe.evals.perplexity import perplexity
     from jaxsafe.io import atomic_write_json
 
+    _preflight(args, {"--out": args.out})
     texts = load_texts(args.data, args.config, args.split, field=args.field)[: args.limit]
     model, tokenizer, opts, mesh = _load(args)
     result = {"model": str(args.model), "data": str(args.data), **perplexity(model, tokenizer, texts, opts, mesh=mesh)}

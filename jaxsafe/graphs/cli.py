@@ -13,8 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import threading
 import time
 from pathlib import Path
+
+from jaxsafe.cli import nonnegative_int, positive_int
+from jaxsafe.errors import UserError
 
 # The choices of the partition/order options, spelled out here so that building the
 # parser imports nothing heavy; tests/cli/test_fast.py checks them against
@@ -29,7 +34,7 @@ ENGINES = ("superlu", "symbolic")
 def register(subparsers) -> None:
     p = subparsers.add_parser("partition", help="partition a graph file (GNN of paper A, METIS, spectral or Scotch)")
     p.add_argument("graph", type=Path, help="graph file: .mtx, .graph/.metis (METIS), .edges/.el/.txt (0-based edge list)")
-    p.add_argument("--parts", type=int, default=2,
+    p.add_argument("--parts", type=positive_int, default=2,
                    help="number of parts K (default 2; K > 2: metis/scotch k-way, others by recursive bisection)")
     p.add_argument("--method", choices=METHODS, default="gnn",
                    help="partitioner (default gnn; scotch needs the Scotch 7 library: Debian/Ubuntu libscotch-7.0)")
@@ -38,7 +43,7 @@ def register(subparsers) -> None:
     p.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from the suffix)")
     p.add_argument("--unweighted", action="store_true", help="ignore stored values, unit edge weights")
     p.add_argument("--weights", type=Path, default=None, help="GNN weights file (default: the shipped weights)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write one part id per line to this file")
     p.set_defaults(func=run_partition)
 
@@ -49,7 +54,7 @@ def register(subparsers) -> None:
                    help="fill-in count: superlu (spec recipe, default) or symbolic (same number, no factorization)")
     o.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from the suffix)")
     o.add_argument("--weights", type=Path, default=None, help="GNN weights file for nd-gnn (default: the shipped weights)")
-    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--seed", type=nonnegative_int, default=0)
     o.add_argument("--out", type=Path, default=None, help="write the order, one vertex id per line (position order)")
     o.set_defaults(func=run_order)
 
@@ -57,7 +62,8 @@ def register(subparsers) -> None:
     gsub = g.add_subparsers(dest="graphs_command", metavar="COMMAND")
     t = gsub.add_parser("train", help="train paper A's embedding and partitioning modules on Delaunay graphs")
     t.add_argument("--out", type=Path, required=True, help="run directory")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out")
+    t.add_argument("--resume", action="store_true", help="finish an interrupted run of --out")
+    t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out; the old one stays until the new one is complete")
     t.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in, = configs/graphs/train.yaml)")
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. embedding.epochs=5")
     t.set_defaults(func=run_train)
@@ -72,12 +78,24 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
+def _preflight(args: argparse.Namespace) -> None:
+    from jaxsafe.io import check_input_file, check_output_file
+
+    check_input_file(args.graph, "graph file")
+    if args.weights is not None:
+        check_input_file(args.weights, "--weights")
+    check_output_file(args.out, "--out")
+
+
 def run_partition(args: argparse.Namespace) -> int:
+    _preflight(args)
     from jaxsafe.graphs.gnn import GNNBisector
     from jaxsafe.graphs.io import read_graph, write_partition
     from jaxsafe.graphs.partition import DIRECT, evaluate, partition
 
     adj = read_graph(args.graph, args.format, pattern=args.unweighted)
+    if args.parts > adj.shape[0]:
+        raise UserError(f"--parts {args.parts}: the graph has only {adj.shape[0]} vertices; use at most {adj.shape[0]}")
     model = None
     if args.method == "gnn":
         _enable_compilation_cache()
@@ -89,6 +107,8 @@ def run_partition(args: argparse.Namespace) -> int:
     result = {**evaluate(adj, parts), "method": args.method,
               "refine": args.refine if args.method not in DIRECT else None, "seconds": elapsed,
               "seconds_breakdown": seconds}
+    if result["parts"] > 1 and result["normalized_cut"] is None:
+        result["note"] = "a part has no edges (volume 0, e.g. only isolated vertices): normalized cut and balance are undefined"
     if args.out is not None:
         write_partition(args.out, parts)
         result["out"] = str(args.out)
@@ -97,6 +117,7 @@ def run_partition(args: argparse.Namespace) -> int:
 
 
 def run_order(args: argparse.Namespace) -> int:
+    _preflight(args)
     from jaxsafe.graphs.gnn import GNNBisector
     from jaxsafe.graphs.io import read_graph, write_partition
     from jaxsafe.graphs.ordering import fill_in, order, pattern
@@ -119,13 +140,64 @@ def run_order(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from jaxsafe.config import load_config
-    from jaxsafe.graphs.train import TrainConfig, train
+    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.graphs.config import TrainConfig
+    from jaxsafe.io import StagedDir, atomic_write_json
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    results = train(cfg, args.out, resume=args.resume)
+    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="run")
+    if stage.done:
+        print((stage.out / "results.json").read_text().strip())
+        return 0
+
+    from jaxsafe.graphs.train import WEIGHTS_FILE, train
+
+    work = stage.start()
+    for name in ("embedding", "partition"):
+        phase = getattr(cfg, name)
+        print(f"{name}: {phase.graphs} Delaunay graphs (n {phase.n_min}-{phase.n_max}), {phase.epochs} epochs, "
+              f"~{phase.epochs * -(-phase.graphs // phase.accumulate)} steps", file=sys.stderr, flush=True)
+    with _Progress(work):
+        results = train(cfg, work, resume=stage.resuming)
+    stage.commit()
+    results["weights"] = str(args.out / WEIGHTS_FILE)  # the run was built under a temporary name
+    atomic_write_json(args.out / "results.json", results)
     print(json.dumps(results))
     return 0
+
+
+class _Progress(threading.Thread):
+    """Prints the newest metrics row of each phase of a graphs training run every ``every`` seconds."""
+
+    def __init__(self, run: Path, every: float = 15.0):
+        super().__init__(daemon=True)
+        self.run_dir, self.every, self.stopped = run, every, threading.Event()
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopped.set()
+
+    def run(self) -> None:
+        seen: dict[str, str] = {}
+        while not self.stopped.wait(self.every):
+            for phase in ("embedding", "partition"):
+                path = self.run_dir / phase / "metrics.jsonl"
+                try:
+                    lines = path.read_text().splitlines()
+                except OSError:
+                    continue
+                if lines and lines[-1] != seen.get(phase):
+                    seen[phase] = lines[-1]
+                    try:
+                        row = json.loads(lines[-1])
+                    except ValueError:
+                        continue
+                    print(f"{phase}: step {row.get('step')}, loss {row.get('loss', float('nan')):.4g} "
+                          f"({time.perf_counter() - self.t0:.0f} s)", file=sys.stderr, flush=True)
 
 
 def demo(out_dir: Path) -> None:

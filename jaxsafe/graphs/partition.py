@@ -22,6 +22,11 @@ its minimum is at ``vol A : vol B = k₀ : k₁``.
 Defined behaviour on awkward graphs:
 
 * n = 1: one part (``[0]``); metrics report ``normalized_cut``/``balance`` as None.
+* Tiny or dense graphs (K4, stars): a METIS/Scotch bisection that leaves a side
+  empty is replaced by the spectral sweep; a k-way METIS/Scotch answer with empty
+  parts (k near n) by recursive bisection; a bisection leaving a side fewer
+  vertices than the parts it must hold moves the nearest vertices over. Every
+  one of the ``k`` parts is non-empty whenever ``k <= n``.
 * Disconnected graphs (components first): the components are packed whole onto
   the two sides, largest first, each onto the side lighter relative to its
   target (cut 0, NC 0). That is returned when its volume balance is at most
@@ -66,7 +71,7 @@ def evaluate(adj: sp.csr_matrix, parts: np.ndarray) -> dict:
     ok = k >= 2 and vol.min() > 0
     return {
         "n": int(adj.shape[0]),
-        "parts": k,
+        "parts": int(len(np.unique(parts))),  # the ids present in the file, never a count with empty parts
         "cut": float(coo.data[cross].sum() / 2),
         "normalized_cut": float(np.sum(cut_k / vol)) if ok else None,
         "balance": float(vol.max() / vol.min()) if ok else None,
@@ -206,6 +211,8 @@ def _bisect_connected(adj, method, refine, model, seed, targets, seconds, solver
     t0 = time.perf_counter()
     if method in DIRECT:
         parts = DIRECT[method](adj, 2, seed)
+        if np.bincount(parts, minlength=2).min() == 0:  # METIS leaves a side empty on tiny dense graphs (K4, stars)
+            parts = sweep_cut(adj, fiedler_vector(adj, solver, seed=seed), targets)
     elif method == "spectral":
         score = fiedler_vector(adj, solver, seed=seed)
         seconds["eigensolver"] = seconds.get("eigensolver", 0.0) + time.perf_counter() - t0
@@ -305,17 +312,46 @@ def partition(adj: sp.csr_matrix, k: int = 2, method: str = "gnn", *, refine: st
         t0 = time.perf_counter()
         parts = DIRECT[method](adj, k, seed)
         seconds[method] = time.perf_counter() - t0
-        return parts
+        if len(np.unique(parts)) == k:
+            return parts
+        # k-way METIS/Scotch leave parts empty when k is near n: recursive bisection fills every part
     k0 = k // 2
     sides = bisect(adj, method, refine=refine, model=model, seed=seed, targets=(k0, k - k0), seconds=seconds,
                    solver=solver)
+    sides = _ensure_sizes(adj, sides, (k0, k - k0))
     parts = np.empty(n, np.int64)
     offset = 0
     for s, ks in ((0, k0), (1, k - k0)):
         idx = np.flatnonzero(sides == s)
-        if len(idx) < ks:
-            raise UserError(f"bisection left {len(idx)} vertices for {ks} parts; use fewer --parts")
         parts[idx] = offset + partition(adj[idx][:, idx], ks, method, refine=refine, model=model, seed=seed,
                                         seconds=seconds, solver=solver)
         offset += ks
     return parts
+
+
+def _ensure_sizes(adj: sp.csr_matrix, sides: np.ndarray, need: tuple[int, int]) -> np.ndarray:
+    """Move vertices to a side holding fewer vertices than the parts it must be split into.
+
+    Vertices move nearest-first (breadth-first from the short side; other components
+    after), so the short side grows along the cut. Needs ``n >= sum(need)``.
+    """
+    from scipy.sparse.csgraph import breadth_first_order
+
+    sides = sides.astype(np.int64).copy()
+    for short in (0, 1):
+        deficit = need[short] - int(np.sum(sides == short))
+        if deficit <= 0:
+            continue
+        seeds = np.flatnonzero(sides == short)
+        order: list[int] = []
+        if len(seeds):
+            # one virtual source joined to the short side: BFS distance to it
+            n = adj.shape[0]
+            link = sp.csr_matrix((np.ones(len(seeds)), (np.full(len(seeds), n), seeds)), shape=(n + 1, n + 1))
+            graph = sp.bmat([[adj, None], [None, sp.csr_matrix((1, 1))]], format="csr") + link + link.T
+            order = [int(v) for v in breadth_first_order(graph, n, directed=False, return_predecessors=False) if v < n]
+        seen = set(order)
+        order += [v for v in range(adj.shape[0]) if v not in seen]
+        movable = [v for v in order if sides[v] != short]
+        sides[movable[:deficit]] = short
+    return sides

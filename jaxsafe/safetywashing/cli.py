@@ -15,8 +15,9 @@ from pathlib import Path
 
 from typing import TYPE_CHECKING
 
+from jaxsafe.cli import nonnegative_int, open_unit_interval
 from jaxsafe.errors import UserError
-from jaxsafe.io import atomic_write_json, atomic_write_text
+from jaxsafe.io import atomic_write_json, atomic_write_text, check_input_file, check_output_dir
 
 if TYPE_CHECKING:
     from jaxsafe.safetywashing.analysis import Result
@@ -54,11 +55,11 @@ def register(subparsers) -> None:
         "--add", type=Path, action="append", default=[], metavar="CSV",
         help="extra scores CSV (new models and/or new benchmarks) merged into --scores; repeatable",
     )
-    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap resamples for CIs (0 = none; default 1000)")
-    p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--bootstrap", type=nonnegative_int, default=1000, metavar="N", help="bootstrap resamples for CIs (0 = none; default 1000)")
+    p.add_argument("--level", type=open_unit_interval, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--scatter", action="append", default=[], metavar="NAME", help="benchmark to plot against the capabilities score; repeatable (default: an added benchmark, else truthfulqa_mc1 or the top one)")
-    p.add_argument("--show", type=int, default=0, metavar="N", help="print only the N highest and N lowest rows (default: all)")
+    p.add_argument("--show", type=nonnegative_int, default=0, metavar="N", help="print only the N highest and N lowest rows (default: all)")
     p.add_argument("--out", type=Path, default=Path("safetywashing_out"), help="output folder (default: safetywashing_out)")
     p.set_defaults(func=run)
 
@@ -67,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
     from jaxsafe.safetywashing.analysis import analyze
     from jaxsafe.safetywashing.tables import add_scores, load_areas, load_directions, load_info, load_scores
 
+    for flag, path in [("--scores", args.scores), ("--info", args.info), ("--directions", args.directions),
+                       ("--areas", args.areas), *(("--add", p) for p in args.add)]:
+        if path is not None:
+            check_input_file(path, flag)
+    check_output_dir(args.out, "--out")
     table = load_scores(args.scores)
     base_columns = set(table.scores.columns)
     for path in args.add:
