@@ -1,4 +1,5 @@
-"""Test setup: 8 simulated CPU devices (set before JAX starts) and strict dtype promotion."""
+"""Test setup: 8 simulated CPU devices (set before JAX starts), offline hubs, and the
+``shared_dir`` fixture for the reference data in ``../shared``."""
 
 import os
 
@@ -18,9 +19,17 @@ SHARED = REPO.parent / "shared"
 
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
-    """The read-only ../shared folder (specs, reference numbers, data)."""
+    """The read-only ../shared folder (specs, reference numbers, data) next to the checkout.
+
+    Outside CI the tests that compare with its reference numbers skip without it (a
+    clone elsewhere has no ../shared). In CI (``CI`` set, as ``.ci/run`` runs) it is
+    always there, so its absence fails those tests instead of skipping them.
+    """
     if not SHARED.is_dir():
-        pytest.skip(f"../shared not found next to the repository ({SHARED})")
+        message = f"../shared (the reference data) not found next to the repository ({SHARED})"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI must have it")
+        pytest.skip(message)
     return SHARED
 
 

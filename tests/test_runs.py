@@ -13,7 +13,7 @@ import optax
 import pytest
 
 from jaxsafe.errors import UserError
-from jaxsafe.runs import RunDir
+from jaxsafe.runs import RunDir, train_loop
 
 TRAINER = textwrap.dedent(
     """
@@ -50,14 +50,57 @@ TRAINER = textwrap.dedent(
 )
 
 
+# RMU driven by ECDSep (with its noise) through the training core: the noise stream,
+# the energy fixed at the first step and the schedule all live in the checkpointed state.
+ECDSEP_RMU_TRAINER = textwrap.dedent(
+    """
+    import sys, time
+    import jax, jax.numpy as jnp, numpy as np
+    from flax import nnx
+    from jaxsafe.lm import Decoder, DecoderConfig
+    from jaxsafe.optim.config import EcdsepConfig, OptimizerConfig, ScheduleConfig
+    from jaxsafe.optim.factory import make_optimizer
+    from jaxsafe.runs import RunDir, train_loop
+    from jaxsafe.train import init_state, make_step, select
+    from jaxsafe.unlearn.losses import control_vectors
+    from jaxsafe.unlearn.rmu import rmu_objective
+
+    out, resume, pause = sys.argv[1], sys.argv[2] == "1", float(sys.argv[3])
+    cfg = DecoderConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_layers=3, num_heads=2,
+                        num_kv_heads=2, head_dim=8, max_position_embeddings=16)
+    graphdef, params = nnx.split(Decoder(cfg, rngs=nnx.Rngs(0)))
+    selection = select(params, "layers.0-1.mlp.down_proj")
+    opt = make_optimizer(OptimizerConfig(name="ecdsep", lr=0.05, schedule=ScheduleConfig(kind="warmup_cosine", warmup_steps=4),
+                                         ecdsep=EcdsepConfig(eta=1.0, nu=1e-2, noise="hash", seed=1)), 30)
+    step = jax.jit(make_step(rmu_objective(graphdef, selection, 1, 5.0, 10.0), opt), donate_argnums=0)
+    frozen = {"params": params, "controls": control_vectors(jax.random.key(0), 1, 16)}
+
+    def step_fn(state, batch):
+        time.sleep(pause)
+        return step(state, batch, frozen)
+
+    def batch_fn(k):
+        rng = np.random.default_rng(k)
+        ids = lambda: rng.integers(1, 50, (4, 8)).astype(np.int32)
+        ones = np.ones((4, 8), np.int32)
+        return {"forget_ids": ids(), "forget_mask": ones, "retain_ids": ids(), "retain_mask": ones, "topic": np.int32(0)}
+
+    final = train_loop(RunDir(out, resume=resume), init_state(selection.split(params), opt), step_fn, batch_fn, 30,
+                       checkpoint_every=5)
+    np.save(out + "/final.npy", np.asarray(jax.tree.leaves(final.params)[0]))
+    """
+)
+
+
 def _launch(script, out, resume, pause):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     return subprocess.Popen([sys.executable, str(script), str(out), "1" if resume else "0", str(pause)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_resume_after_sigkill_is_exact(tmp_path):
+@pytest.mark.parametrize("trainer", [TRAINER, ECDSEP_RMU_TRAINER], ids=["adam-quadratic", "ecdsep-rmu"])
+def test_resume_after_sigkill_is_exact(tmp_path, trainer):
     script = tmp_path / "trainer.py"
-    script.write_text(TRAINER)
+    script.write_text(trainer)
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert _launch(script, straight, False, 0.0).wait(timeout=240) == 0
 
@@ -95,8 +138,58 @@ def test_refuses_to_overwrite_and_restores_shapes(tmp_path):
     assert step == 7
     jax.tree.map(np.testing.assert_array_equal, restored, state)
     assert restored["n"].dtype == jnp.int32
-    with pytest.raises(UserError, match="does not match"):
-        RunDir(tmp_path, resume=True).restore(7, {"w": jnp.zeros(5)})
+    with pytest.raises(UserError, match=r"'w' is float32\[3\] there, float32\[5\] here"):
+        RunDir(tmp_path, resume=True).restore(7, {**state, "w": jnp.zeros(5)})
+    with pytest.raises(UserError, match="it has no 'v'"):
+        RunDir(tmp_path, resume=True).restore(7, {**state, "v": jnp.zeros(3)})
+    with pytest.raises(UserError, match="'opt/0/trace' is not part of this run's state"):
+        RunDir(tmp_path, resume=True).restore(7, {"w": state["w"], "n": state["n"]})
+
+
+def test_checkpoints_are_named_and_readable_without_jaxsafe(tmp_path):
+    """A checkpoint is a nested dict of the state's own names; plain orbax reads it."""
+    import orbax.checkpoint as ocp
+
+    from jaxsafe.optim.config import OptimizerConfig
+    from jaxsafe.optim.factory import make_optimizer
+    from jaxsafe.train import init_state
+
+    opt = make_optimizer(OptimizerConfig(name="adamw", lr=0.1), 10)
+    state = init_state({"layers": {"mlp": {"kernel": jnp.ones((2, 3))}}}, opt)
+    RunDir(tmp_path).save_checkpoint(4, state)
+    plain = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "4" / "default")
+    np.testing.assert_array_equal(plain["params"]["layers"]["mlp"]["kernel"], np.ones((2, 3)))
+    assert set(plain["opt_state"]["hyper"]) == {"lr", "warmup_steps", "decay_steps", "final_fraction", "cycle_steps"}
+    assert float(plain["opt_state"]["hyper"]["lr"]) == pytest.approx(0.1)
+    np.testing.assert_array_equal(plain["opt_state"]["inner"]["0"]["mu"]["layers"]["mlp"]["kernel"], np.zeros((2, 3)))
+    assert int(plain["step"]) == 0
+
+
+def test_metrics_are_fetched_in_blocks_but_every_step_is_logged(tmp_path):
+    """train_loop keeps metrics on the device between fetches; every step still gets its row."""
+    fetched = []
+
+    def step_fn(state, batch):
+        return state + batch, {"value": state + batch}
+
+    real_get = jax.device_get
+
+    def counting_get(x):
+        fetched.append(len(x))
+        return real_get(x)
+
+    from jaxsafe import runs
+
+    runs.jax.device_get = counting_get
+    try:
+        train_loop(RunDir(tmp_path), jnp.float32(0), step_fn, lambda k: jnp.float32(k), 23, checkpoint_every=10,
+                   fetch_every=4)
+    finally:
+        runs.jax.device_get = real_get
+    rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(23))
+    assert [r["value"] for r in rows] == [k * (k + 1) / 2 for k in range(23)]
+    assert fetched == [4, 4, 2, 2, 4, 4, 3]  # after steps 3, 7, 9 (checkpoint), 11, 15, 19 (both), 22 (last)
 
 
 def test_results_written_atomically(tmp_path):

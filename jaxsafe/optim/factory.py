@@ -89,8 +89,8 @@ def _base(cfg: OptimizerConfig, lr: jax.Array) -> optax.GradientTransformationEx
         base = optax.adam(lr, b1=cfg.b1, b2=cfg.b2, **kw)
     elif name == "sgd":
         base = optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov)
-    elif name == "adagrad":
-        base = optax.adagrad(lr, **kw)
+    elif name == "adagrad":  # PyTorch's defaults (an empty accumulator, eps 1e-10), as the authors' attacks use
+        base = optax.adagrad(lr, initial_accumulator_value=0.0, eps=eps or 1e-10)
     elif name == "adadelta":
         base = optax.adadelta(lr, **kw)
     else:
