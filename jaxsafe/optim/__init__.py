@@ -18,7 +18,11 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str):
     if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value  # importing the submodule bound its name here (``ecdsep``); the export wins
-        return value
+        module = importlib.import_module(_EXPORTS[name])
+        # Importing a submodule binds its name here (``ecdsep`` the module): bind all of
+        # that module's exports now, so the function wins over the submodule.
+        for export, where in _EXPORTS.items():
+            if where == _EXPORTS[name]:
+                globals()[export] = getattr(module, export)
+        return globals()[name]
     raise AttributeError(f"module 'jaxsafe.optim' has no attribute {name!r}")
