@@ -51,7 +51,8 @@ class RunDir:
         self.resume = resume
         ckpt_dir = self.path / "checkpoints"
         if not resume and ckpt_dir.exists() and any(ckpt_dir.iterdir()):
-            raise UserError(f"{self.path} already holds a run; pass --resume to continue it or choose another --out")
+            raise UserError(f"{self.path} already holds a run; continue it with resume=True (--resume on the "
+                            "command line) or choose another directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self._manager = ocp.CheckpointManager(
             ckpt_dir,

@@ -2,7 +2,7 @@
 
 Memory: the updated and the frozen model share every parameter except the small
 trainable subset (by default three ``down_proj`` matrices), so a run holds one
-model plus a copy of that subset — never two full models. Compute: both forward
+model plus a float32 master copy of that subset — never two full models. Compute: both forward
 passes stop at layer ℓ (``Decoder.hidden_states``), where the authors' code runs
 the whole model; the frozen pass, the two updated passes, the backward pass and
 the optimizer step (any optimizer of the config's ``optimizer`` section, through
@@ -115,7 +115,10 @@ def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
     loss_fn = rmu_objective(problem.graphdef, problem.selection, cfg.layer, cfg.steering_coef, cfg.alpha,
                             cfg.authors_convention)
     step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
-    state = init_state(jax.tree.map(jnp.copy, problem.selection.split(problem.params)), optimizer)
+    # f32 master copies of the (small) trainable subset, whatever the model's dtype;
+    # Selection.merge casts them to the model's dtype for the forward pass
+    state = init_state(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), problem.selection.split(problem.params)),
+                       optimizer)
     frozen = problem.frozen()
 
     def step_fn(state, batch):
