@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from jaxsafe.errors import UserError
-from jaxsafe.optim import accumulate_gradients, ecdsep
+from jaxsafe.optim.accumulate import accumulate_gradients
+from jaxsafe.optim.ecdsep import ecdsep
 
 A = jax.random.normal(jax.random.PRNGKey(0), (20, 5))
 B = jax.random.normal(jax.random.PRNGKey(1), (20,))

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxsafe.optim import ecdsep
+from jaxsafe.optim.ecdsep import ecdsep
 
 REF = "reference/ecdsep"
 CASE_NAMES = [
