@@ -88,7 +88,10 @@ class Range:
 
 
 def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+    if float(x).is_integer():
+        x = int(x)
+        return f"2**{x.bit_length() - 1}" if x >= 2**16 and x & (x - 1) == 0 else str(x)
+    return f"{x:g}"
 
 
 def field(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
