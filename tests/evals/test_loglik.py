@@ -1,3 +1,4 @@
+import jax
 import numpy as np
 import pytest
 
@@ -59,7 +60,17 @@ def test_scores_match_transformers_one_pass_per_request(model, reference, tokeni
     np.testing.assert_allclose(got, [naive(reference, c, x, 20) for c, x in enc], atol=2e-5)
 
 
-def test_buckets_bound_compilations(model, rng):
+def test_buckets_bound_compilations(model, rng, monkeypatch):
+    """Three length buckets: each scoring kernel is traced at most three times for 80 requests of
+    every length (chex.assert_max_traces on fresh copies of the kernels)."""
+    import chex
+    from functools import partial
+
+    from jaxsafe.evals import loglik
+
+    for name in ("_sequence_kernel", "_next_token_kernel"):
+        fresh = partial(jax.jit, static_argnums=0)(chex.assert_max_traces(getattr(loglik, name).__wrapped__, n=3))
+        monkeypatch.setattr(loglik, name, fresh)
     before = compile_counts()
     opts = ScoreOptions(max_length=128, batch_size=4, buckets=(16, 48, 128), progress=False)
     reqs = [(list(rng.integers(3, 300, rng.integers(2, 100))), list(rng.integers(3, 300, rng.integers(1, 4)))) for _ in range(40)]
