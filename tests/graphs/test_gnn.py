@@ -157,3 +157,20 @@ def test_locality_ranks_group_children_and_keep_outputs(random_model):
     np.testing.assert_allclose(random_model.fiedler(h, ordered, ranks), f, atol=1e-5)
     np.testing.assert_allclose(random_model.probabilities(ordered, f, ranks), random_model.probabilities(plain, f),
                                atol=1e-5)
+
+
+def test_per_level_programs_compile_once_for_nearby_sizes():
+    """Graphs whose levels fall in the same padded buckets reuse every compiled per-level program:
+    after the first bisection, two more of nearby size compile nothing (jax's own compile cache)."""
+    from jaxsafe.graphs.batching import Compiled
+
+    model = GNNBisector.load()
+    adj, _ = delaunay(900, seed=21)
+    bisect(adj, "gnn", model=model)
+    functions = [fn for graphdef in (Compiled(model.embedding).graphdef, Compiled(model.partition).graphdef)
+                 for fn in Compiled._cache[graphdef].values()]
+    assert functions
+    counts = [fn._cache_size() for fn in functions]
+    for n, seed in ((905, 22), (890, 23)):
+        bisect(delaunay(n, seed=seed)[0], "gnn", model=model)
+    assert [fn._cache_size() for fn in functions] == counts
