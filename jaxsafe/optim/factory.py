@@ -79,12 +79,11 @@ def _base(cfg: OptimizerConfig, lr: jax.Array) -> optax.GradientTransformationEx
     if name == "schedule_free_adamw":
         return schedule_free_adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, **kw)
     if name == "ecdsep":
-        from jaxsafe.optim.ecdsep import ecdsep, ecdsep_hash_noise
+        from jaxsafe.optim.ecdsep import ecdsep
 
         e = cfg.ecdsep
-        make = ecdsep_hash_noise if e.noise == "hash" else ecdsep
-        return make(lr, e.eta, f0=e.f0, nu=e.nu, s=e.s, delta_energy=e.delta_energy,
-                    weight_decay=cfg.weight_decay, seed=e.seed)
+        return ecdsep(lr, e.eta, f0=e.f0, nu=e.nu, s=e.s, delta_energy=e.delta_energy,
+                      weight_decay=cfg.weight_decay, seed=e.seed, noise=e.noise)
     if name == "adam":
         base = optax.adam(lr, b1=cfg.b1, b2=cfg.b2, **kw)
     elif name == "sgd":

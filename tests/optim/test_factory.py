@@ -113,11 +113,11 @@ def test_schedule_free_evaluation_params_are_the_averaged_sequence():
 
 def test_ecdsep_drives_the_core_step():
     """ECDSep needs the loss value: the core passes it, and the trajectory equals calling ECDSep by hand."""
-    from jaxsafe.optim.ecdsep import ecdsep_hash_noise
+    from jaxsafe.optim.ecdsep import ecdsep
 
     cfg = OptimizerConfig(name="ecdsep", lr=0.05, ecdsep=EcdsepConfig(eta=1.0, nu=1e-3, noise="hash", seed=3))
     ours = run(cfg, 15).params["x"]
-    opt = ecdsep_hash_noise(0.05, 1.0, nu=1e-3, seed=3)
+    opt = ecdsep(0.05, 1.0, nu=1e-3, seed=3, noise="hash")
     x = jnp.asarray(X0)
     state = opt.init(x)
     for _ in range(15):
