@@ -38,6 +38,10 @@ from jaxsafe.errors import UserError
 TARGET_GROUPS = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
                  "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
 _TARGET_INDEX = {name: i for i, name in enumerate(TARGET_GROUPS)}
+# Logical (input, output) axes of each projection's kernel, as the model declares them.
+_KERNEL_AXES = {"q_proj": ("embed", "heads"), "k_proj": ("embed", "kv_heads"), "v_proj": ("embed", "kv_heads"),
+                "o_proj": ("heads", "embed"), "gate_proj": ("embed", "mlp"), "up_proj": ("embed", "mlp"),
+                "down_proj": ("mlp", "embed")}
 INITS = ("kaiming_uniform", "gaussian")
 
 
@@ -143,6 +147,14 @@ def init_lora(model_or_params, cfg: LoRAConfig, key: jax.Array, dtype=jnp.float3
             a = jax.random.uniform(k, (layers, fan_in, cfg.rank), dtype, -bound, bound)
         adapters.setdefault(group, {})[name] = {"a": a, "b": jnp.zeros((layers, cfg.rank, fan_out), dtype)}
     return adapters
+
+
+def adapter_axes(adapters) -> dict:
+    """Logical sharding axes of every adapter array, for :func:`jaxsafe.parallel.shard_pytree`:
+    A [L, in, r] shares its kernel's input axis, B [L, r, out] its output axis, the rank is replicated."""
+    return {group: {name: {"a": ("layers", _KERNEL_AXES[name][0], None), "b": ("layers", None, _KERNEL_AXES[name][1])}
+                    for name in modules}
+            for group, modules in adapters.items()}
 
 
 def merge_lora(model_or_params, adapters, cfg: LoRAConfig | float):

@@ -13,7 +13,8 @@ from flax import nnx
 from conftest import left_padded_batch, rel_err, torch_forward
 from jaxsafe.errors import UserError
 from jaxsafe.lm import Decoder, DecoderConfig, from_pretrained, next_token_loss, save_pretrained
-from jaxsafe.lm.lora import TARGET_GROUPS, LoRA, LoRAConfig, init_lora, merge_lora
+from jaxsafe.lm.lora import TARGET_GROUPS, LoRA, LoRAConfig, adapter_axes, init_lora, merge_lora
+from jaxsafe.parallel import make_mesh, shard_params, shard_pytree
 
 TINY = DecoderConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_layers=3, num_heads=4, num_kv_heads=2,
                      head_dim=8, sliding_window=5, max_window_layers=1, architecture="qwen2", attention_bias=True)
@@ -178,6 +179,21 @@ def test_adapters_train_inside_lax_scan_and_export_merged(tmp_path):
     np.testing.assert_allclose(from_pretrained(tmp_path)(ids, mask), adapted, rtol=1e-4, atol=1e-5)
     # merge_lora returns a new model / state; the original is untouched.
     np.testing.assert_array_equal(model(ids, mask), nnx.merge(graphdef, params)(ids, mask))
+
+
+def test_sharded_model_and_adapters_give_the_unsharded_logits():
+    model = Decoder(TINY, rngs=nnx.Rngs(0))
+    cfg = LoRAConfig(rank=4, alpha=8.0)
+    adapters = _random_adapters(init_lora(model, cfg, jax.random.key(0)), seed=3)
+    ids, mask = left_padded_batch(vocab=64, lengths=(12, 9, 5, 7))
+    expected = np.asarray(model(ids, mask, lora=LoRA.from_config(adapters, cfg)))
+    mesh = make_mesh(data=2, fsdp=2, tensor=2)
+    shard_params(model, mesh)
+    sharded = shard_pytree(adapters, adapter_axes(adapters), mesh)
+    assert sharded["mlp"]["up_proj"]["b"].sharding.spec == jax.sharding.PartitionSpec(None, None, "tensor")
+    graphdef, state = nnx.split(model)
+    logits = jax.jit(lambda s, a: nnx.merge(graphdef, s)(ids, mask, lora=LoRA.from_config(a, cfg)))(state, sharded)
+    np.testing.assert_allclose(np.asarray(logits), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_bad_lora_configs_are_user_errors():
