@@ -124,7 +124,7 @@ def test_ecdsep_drives_the_core_step():
         value, g = jax.value_and_grad(lambda p: quadratic({"x": p}, None, None)[0])(x)
         updates, state = opt.update(g, state, x, value=value)
         x = optax.apply_updates(x, updates)
-    chex.assert_trees_all_close(ours, x, rtol=1e-6)
+    chex.assert_trees_all_close(ours, x, rtol=1e-5)  # jitted with a traced lr vs eager: float rounding
     assert float(quadratic({"x": ours}, None, None)[0]) < float(quadratic({"x": jnp.asarray(X0)}, None, None)[0])
 
 
