@@ -185,15 +185,16 @@ class StagedDir:
             elif overwrite:
                 shutil.rmtree(self.work)
             else:
-                raise UserError(f"{flag} {self.out}: an interrupted {what} is in {self.work}; pass --resume to finish it "
-                                f"or --overwrite to start afresh")
+                raise UserError(f"{flag} {self.out}: an interrupted {what} is in {self.work}; pass resume=True (--resume) "
+                                f"to finish it or overwrite=True (--overwrite) to start afresh")
         elif finished:
             if resume and (self.out / CONFIG_FILE).exists():
                 self._same_config(self.out, f"{self.out}")
                 self.done = True
             elif not overwrite:
-                raise UserError(f"{flag} {self.out}: already holds a {what} (finished); pass --resume to reuse it "
-                                f"(same config), --overwrite to replace it once the new one is complete, or choose another {flag}")
+                raise UserError(f"{flag} {self.out}: already holds a {what} (finished); pass resume=True (--resume) to reuse "
+                                f"it (same config), overwrite=True (--overwrite) to replace it once the new one is complete, "
+                                f"or choose another {flag}")
 
     def start(self) -> Path:
         """Create the work folder (with ``config.yaml``) and return it."""
@@ -202,7 +203,16 @@ class StagedDir:
         return self.work
 
     def commit(self) -> Path:
-        """Move the finished work folder into place (the previous output is removed after)."""
+        """Move the finished work folder into place (the previous output is removed after).
+
+        In a multi-process job only the primary process moves it."""
+        import sys
+
+        if "jax" in sys.modules:  # a JAX job: in a multi-process one, the primary process commits
+            from jaxsafe.parallel import is_primary
+
+            if not is_primary():
+                return self.out
         if self.out.is_dir() and any(self.out.iterdir()):
             os.replace(self.out, self.old)
         os.replace(self.work, self.out)
@@ -226,7 +236,7 @@ class StagedDir:
         if diff is not None:
             key, a, b = diff
             raise UserError(f"{name} has a different config ({key}: {a!r} there, {b!r} now); "
-                            f"pass --overwrite to replace it, or choose another --out")
+                            f"pass overwrite=True (--overwrite) to replace it, or choose another output folder")
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:

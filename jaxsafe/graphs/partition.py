@@ -299,7 +299,7 @@ def partition(adj: sp.csr_matrix, k: int = 2, method: str = "gnn", *, refine: st
     ``(⌊k/2⌋, ⌈k/2⌉)`` so that volumes follow the number of parts each side gets.
     """
     if k < 1:
-        raise UserError(f"--parts must be at least 1, got {k}")
+        raise UserError(f"k (--parts) must be at least 1, got {k}")
     n = adj.shape[0]
     if n == 0:
         raise UserError("graph has no vertices")
