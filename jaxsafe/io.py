@@ -169,7 +169,7 @@ class StagedDir:
     """
 
     def __init__(self, out: str | os.PathLike, config_text: str, *, resume: bool = False,
-                 overwrite: bool = False, what: str = "output", flag: str = "--out"):
+                 overwrite: bool = False, what: str = "result", flag: str = "--out"):
         self.out = check_output_dir(out, flag)
         self.work = self.out.parent / f".{self.out.name}.partial"
         self.old = self.out.parent / f".{self.out.name}.old"
