@@ -229,7 +229,9 @@ class Decoder(nnx.Module):
     param_dtype=jnp.float32``). ``remat=True`` recomputes each layer's activations in
     the backward pass (``jax.checkpoint`` on the scan body), trading compute for memory
     in full fine-tuning. ``scan_unroll`` is ``lax.scan``'s ``unroll`` (layers per
-    compiled loop iteration; L unrolls the whole stack)."""
+    compiled loop iteration; L unrolls the whole stack): keep 1 for deep models (at 32
+    layers full unrolling compiles a train step 2-4x slower), L can run shallow, narrow
+    models faster (benchmarks/lm_compile.py, docs/lm.md)."""
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
                  remat: bool = False, scan_unroll: int = 1):
