@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jaxsafe.safetywashing.cli",
     "jaxsafe.lm.cli",
     "jaxsafe.graphs.cli",
+    "jaxsafe.tamper.cli",
 )
 
 
@@ -70,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="jaxsafe", description="Fast, tested JAX reimplementations of AI-safety and graph-partitioning research systems.")
     parser.add_argument("--version", action="version", version=f"jaxsafe {__version__}")
+    dist = parser.add_argument_group("multi-process runs (every process runs the same command; "
+                                     "SLURM and Cloud TPU are detected without these)")
+    dist.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator")
+    dist.add_argument("--num-processes", type=positive_int, metavar="N", help="how many processes the job has")
+    dist.add_argument("--process-id", type=nonnegative_int, metavar="I", help="this process's rank, 0 .. N-1")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -83,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
+        _start_processes(args)
         return int(args.func(args) or 0)
     except UserError as e:
         _one_line(str(e))
@@ -90,12 +97,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         _one_line(f"file not found: {e.filename or e}")
     except PermissionError as e:
         _one_line(f"permission denied: {e.filename or e}")
-    except (IsADirectoryError, NotADirectoryError) as e:
-        _one_line(f"{e.strerror}: {e.filename or e}")
+    except OSError as e:
+        if e.filename is None:  # not about a path the user gave: a bug or the system, keep the traceback
+            raise
+        _one_line(f"{e.strerror or type(e).__name__}: {e.filename}")
     except KeyboardInterrupt:
         print("jaxsafe: interrupted", file=sys.stderr)
         return 130
     return 2
+
+
+def _start_processes(args: argparse.Namespace) -> None:
+    """Join a multi-process job when asked to (flags) or when a cluster launcher set one up."""
+    import os
+
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if any(f is not None for f in flags) and any(f is None for f in flags):
+        raise UserError("--coordinator, --num-processes and --process-id go together")
+    if args.num_processes is not None and args.process_id >= args.num_processes:
+        raise UserError(f"--process-id {args.process_id} must be below --num-processes {args.num_processes}")
+    if args.coordinator is None and not (os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID")
+                                         or os.environ.get("TPU_WORKER_HOSTNAMES")):
+        return  # a one-process job: JAX is not even imported here
+    from jaxsafe.parallel import initialize_distributed
+
+    initialize_distributed(args.coordinator, args.num_processes, args.process_id)
 
 
 def _one_line(message: str) -> None:

@@ -39,6 +39,9 @@ def run_demo(args: argparse.Namespace) -> int:
     unknown = [n for n in chosen if n not in names]
     if unknown:
         raise UserError(f"unknown demo step '{unknown[0]}' (steps: {', '.join(names)})")
+    from jaxsafe.io import check_output_dir
+
+    check_output_dir(args.out, "--out")
     args.out.mkdir(parents=True, exist_ok=True)
     for name, target in DEMO_STEPS:
         if name not in chosen:

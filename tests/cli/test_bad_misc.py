@@ -16,6 +16,8 @@ CASES = {
     "lm info folder without config": (["lm", "info", "outdir"], ["outdir", "config.json"]),
     "unknown command": (["partiton"], ["partiton"]),
     "unknown demo step": (["demo", "--only", "nope", "--out", "outdir"], ["nope"]),
+    "demo out is a file": (["demo", "--only", "foundation", "--out", "out.json"], ["--out", "out.json"]),
+    "demo out through a file": (["demo", "--only", "foundation", "--out", "out.json/demo"], ["out.json"]),
 }
 
 
