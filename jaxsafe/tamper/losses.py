@@ -30,12 +30,17 @@ import numpy as np
 import optax
 
 
+def _f32(x: jax.Array) -> jax.Array:
+    """``x`` in float32 at least (bf16 is upcast; float64 under x64 stays, for gradient checks)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
 def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
     """Mean of ``values`` [..., B, T] over positions where ``mask`` [B, T] is 1 (all positions when None)."""
-    values = values.astype(jnp.float32)
+    values = _f32(values)
     if mask is None:
         return jnp.mean(values)
-    m = jnp.broadcast_to(mask.astype(jnp.float32), values.shape)
+    m = jnp.broadcast_to(mask.astype(values.dtype), values.shape)
     return jnp.sum(values * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
@@ -48,7 +53,7 @@ def next_token_mask(mask: jax.Array) -> jax.Array:
 
 def token_entropy(logits: jax.Array) -> jax.Array:
     """H(softmax(logits)) per position, in nats, computed in float32: [B, T]."""
-    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    logp = jax.nn.log_softmax(_f32(logits), axis=-1)
     return -jnp.sum(jnp.exp(logp) * logp, axis=-1)
 
 
@@ -68,7 +73,7 @@ def entropy_loss(logits: jax.Array, mask: jax.Array | None = None, *, include_pa
 def sequence_logprob(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Array) -> jax.Array:
     """Σ_t log p(x_{t+1} | x_≤t) over targets t + 1 with ``loss_mask`` 1 (aligned with
     ``input_ids``; e.g. the completion tokens of a prompt + completion row): [B]."""
-    logp = jax.nn.log_softmax(logits[:, :-1].astype(jnp.float32), axis=-1)
+    logp = jax.nn.log_softmax(_f32(logits[:, :-1]), axis=-1)
     picked = jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
     return jnp.sum(picked * loss_mask[:, 1:].astype(jnp.float32), axis=-1)
 
@@ -90,8 +95,8 @@ def dpo_loss(chosen_logp: jax.Array, rejected_logp: jax.Array, ref_chosen_logp: 
 
 def lm_loss(logits: jax.Array, input_ids: jax.Array, mask: jax.Array) -> jax.Array:
     """Mean next-token cross-entropy over real targets (float32)."""
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1].astype(jnp.float32), input_ids[:, 1:])
-    m = (mask[:, :-1] * mask[:, 1:]).astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(_f32(logits[:, :-1]), input_ids[:, 1:])
+    m = (mask[:, :-1] * mask[:, 1:]).astype(ce.dtype)
     return jnp.sum(ce * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
@@ -108,7 +113,7 @@ def random_mapping_loss(retain_logits: jax.Array, retain_ids: jax.Array, retain_
     ``forget_hidden`` [L, B, T, D] holds the layers the safeguard maps (the caller picks them).
     """
     ce = lm_loss(retain_logits, retain_ids, retain_mask)
-    h = forget_hidden.astype(jnp.float32)
+    h = _f32(forget_hidden)
     target = table[forget_ids]  # [B, T, D]
     cos = jnp.sum(h * target, -1) / (jnp.linalg.norm(h, axis=-1) * jnp.linalg.norm(target, axis=-1) + 1e-8)
     mapping = _masked_mean(1.0 - jnp.abs(cos), forget_mask)
@@ -124,7 +129,7 @@ def retain_loss(logits: jax.Array, input_ids: jax.Array, mask: jax.Array, hidden
     ``include_padding=True``.
     """
     ce = lm_loss(logits, input_ids, mask)
-    diff = hidden.astype(jnp.float32) - jax.lax.stop_gradient(ref_hidden).astype(jnp.float32)
+    diff = _f32(hidden) - _f32(jax.lax.stop_gradient(ref_hidden))
     # a zero difference (the first step) has an undefined norm gradient: use sqrt(x² + tiny) there
     dist = jnp.sqrt(jnp.maximum(jnp.sum(diff * diff, axis=-1), 1e-20))
     rep = _masked_mean(dist, None if include_padding else mask)

@@ -1,0 +1,103 @@
+"""``jaxsafe tamper tar`` and ``jaxsafe attack`` (a red-team suite, or a worst-case search).
+
+Imports are lazy: ``jaxsafe --help`` does not load JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from jaxsafe.errors import UserError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("tamper", help="tamper-resistant safeguards (TAR, Tamirisa et al. 2024)")
+    methods = p.add_subparsers(dest="method", metavar="METHOD", required=True)
+    t = methods.add_parser("tar", help="random mapping, then TAR's adversarial meta-learning; evaluate and red-team")
+    t.add_argument("--config", type=Path, default=None, help="YAML config, e.g. configs/tar/toyworld.yaml")
+    t.add_argument("--out", type=Path, required=True, help="run directory: model/, results.json, runs of each stage")
+    t.add_argument("--resume", action="store_true", help="continue an interrupted run of --out from its checkpoints")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=20 adversary.num=2")
+    t.set_defaults(func=run_tar)
+
+    a = subparsers.add_parser("attack", help="fine-tuning and activation attacks on a model: a suite, or a worst-case search")
+    a.add_argument("action", nargs="?", default="suite", choices=("suite", "search"),
+                   help="'suite' (default): run --suite; 'search': sample --budget attacks, report the worst case")
+    a.add_argument("--model", type=Path, required=True, help="Hugging Face model directory to attack")
+    a.add_argument("--world", type=Path, default=None,
+                   help="toy world with the attack corpora and questions (default: the model folder's parent, "
+                        "when it is one)")
+    a.add_argument("--suite", type=Path, default=None, help="suite YAML, e.g. configs/attacks/redteam.yaml")
+    a.add_argument("--out", type=Path, default=None, help="output folder (default: MODEL/../attacks or ../search)")
+    a.add_argument("--budget", type=int, default=64, help="search: number of sampled attacks")
+    a.add_argument("--lanes", type=int, default=8, help="search: attacks per vmapped batch")
+    a.add_argument("--epsilon", type=float, default=None,
+                   help="largest benign-accuracy drop in points for an admissible attack (default: the suite's, or 10)")
+    a.add_argument("--questions", type=int, default=0, help="questions per evaluation set (0 = all)")
+    a.add_argument("--format", choices=("cloze", "letter"), default="cloze", help="question scoring format")
+    a.add_argument("--sequential", action="store_true", help="run attacks one at a time instead of vmapped (for timing)")
+    a.add_argument("--seed", type=int, default=0, help="search: sampling seed")
+    a.add_argument("overrides", nargs="*", metavar="key=value", help="suite overrides for every attack, e.g. steps=50")
+    a.set_defaults(func=run_attack)
+
+
+def run_tar(args: argparse.Namespace) -> int:
+    from jaxsafe.config import load_config
+    from jaxsafe.tamper.config import TARConfig, resolve_world
+
+    cfg = resolve_world(load_config(TARConfig, args.config, args.overrides))
+    from jaxsafe.tamper.pipeline import tar_and_evaluate
+
+    tar_and_evaluate(cfg, args.out, resume=args.resume)
+    print(f"wrote {args.out}/results.json and {args.out}/model")
+    return 0
+
+
+def _world_for(model: Path, world: Path | None) -> Path:
+    if world is not None:
+        return world
+    parent = model.resolve().parent
+    if (parent / "corpora").is_dir() and (parent / "mcq").is_dir():
+        return parent
+    raise UserError(f"{model} is not inside a toy world; pass --world (the folder with corpora/ and mcq/)")
+
+
+def run_attack(args: argparse.Namespace) -> int:
+    from jaxsafe.tamper.config import world_files
+
+    if not (args.model / "config.json").is_file():
+        raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
+    world = _world_for(args.model, args.world)
+    world_files(world)  # checked before anything heavy loads
+    if args.action == "suite":
+        if args.suite is None:
+            raise UserError("attack: --suite FILE is needed (e.g. configs/attacks/redteam.yaml)")
+        from jaxsafe.tamper.attacks import load_suite
+
+        suite = load_suite(args.suite, args.overrides)
+        if args.epsilon is not None:
+            import dataclasses
+
+            suite = dataclasses.replace(suite, epsilon=args.epsilon)
+        from jaxsafe.tamper.pipeline import attack_model, load
+
+        model, tokenizer = load(args.model)
+        out = args.out or args.model.resolve().parent / "attacks"
+        attack_model(model, tokenizer, suite, world, out, fmt=args.format, limit=args.questions,
+                     vmap=not args.sequential)
+        print(f"wrote {out}/attacks.json, summary.json, curves.png")
+        return 0
+    if args.budget < 1 or args.lanes < 1:
+        raise UserError("--budget and --lanes must be at least 1")
+    if args.overrides:
+        raise UserError("attack search takes no key=value overrides")
+    from jaxsafe.tamper.pipeline import load, search
+
+    model, tokenizer = load(args.model)
+    out = args.out or args.model.resolve().parent / "search"
+    search(model, tokenizer, world, out, budget=args.budget, lanes=args.lanes,
+           epsilon=10.0 if args.epsilon is None else args.epsilon, seed=args.seed, fmt=args.format,
+           limit=args.questions)
+    print(f"wrote {out}/search.json")
+    return 0

@@ -1,0 +1,146 @@
+"""TAR run configuration (YAML in ``configs/tar/``) and the toy-world defaults for TAR and attacks."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from jaxsafe.config import field
+from jaxsafe.errors import UserError
+from jaxsafe.optim.config import OptimizerConfig, ScheduleConfig
+
+EVAL_SETS = ("hazard_E", "hazard_A", "benign")
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomMapping:
+    """The initial safeguard (TAR §4.2, knowledge restriction): ``steps`` = 0 skips it.
+    ``layers`` empty = every layer's output."""
+
+    steps: int = field(0, ge=0)
+    batch_size: int = field(8, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=1e-3)
+    layers: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Adversary:
+    """TAR's training attacks: a fresh optimizer (AdamW in the paper) per attack, K steps,
+    learning rates sampled from ``lrs``, streams from ``streams``; ``num`` attacks per outer
+    step run at once under vmap."""
+
+    optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=2e-5)
+    lrs: tuple[float, ...] = (2e-6, 2e-5, 4e-5)
+    streams: tuple[str, ...] = ("forget", "forget2", "retain_then_forget")
+    steps: int = field(64, ge=1)
+    batch_size: int = field(4, ge=1)
+    num: int = field(1, ge=1)
+    tr_every: int = field(4, ge=1)
+    weight_rate: float = 0.0625
+
+
+@dataclasses.dataclass(frozen=True)
+class TARConfig:
+    """Settings of one TAR run (defaults: the paper's, except the model and data).
+
+    ``world``: a toy-world folder; empty ``model``/``forget``/``retain`` then come from it.
+    ``forget``/``retain``: text corpora (``text`` field) of the defender; x_TR and the
+    adversaries' forget text come from ``forget`` (split in two halves: "forget" and
+    "forget2" streams), retain batches from ``retain``.
+    ``tr_loss``: "entropy" (knowledge restriction). The DPO loss for refusal is in
+    :func:`jaxsafe.tamper.losses.dpo_loss`; its preference-data pipeline is not wired here.
+    ``entropy_include_padding``: the authors' quirk (entropy over padding positions too).
+    ``suite``: a red-team suite YAML to run against the result ("" = none), with
+    ``suite_overrides`` (e.g. "steps=50") and ``eval_questions`` questions per set (0 = all).
+    """
+
+    world: str | None = None
+    model: str = ""
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    forget: str = ""
+    retain: str = ""
+    max_length: int = field(256, ge=8)
+    random_mapping: RandomMapping = RandomMapping()
+    steps: int = field(750, ge=1)
+    batch_size: int = field(8, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig(name="schedule_free_adamw", lr=2e-5,
+                                                 schedule=ScheduleConfig(kind="linear_warmup", warmup_steps=32))
+    lambda_tr: float = field(4.0, ge=0)
+    lambda_retain: float = field(1.0, ge=0)
+    tr_loss: Literal["entropy"] = "entropy"
+    entropy_include_padding: bool = False
+    second_order: bool = False
+    adversary: Adversary = Adversary()
+    eval_format: Literal["cloze", "letter"] = "cloze"
+    eval_questions: int = field(0, ge=0)
+    suite: str = ""
+    suite_overrides: tuple[str, ...] = ()
+    seed: int = 0
+    checkpoint_every: int = field(50, ge=1)
+
+    def __post_init__(self):
+        if self.adversary.steps % self.adversary.tr_every:
+            raise ValueError(f"adversary.steps ({self.adversary.steps}) must be a multiple of adversary.tr_every "
+                             f"({self.adversary.tr_every})")
+        bad = [s for s in self.adversary.streams if s not in ("forget", "forget2", "retain_then_forget")]
+        if bad or not self.adversary.streams:
+            raise ValueError(f"adversary.streams must be a non-empty subset of forget, forget2, retain_then_forget; got {bad}")
+        if not self.adversary.lrs or any(lr <= 0 for lr in self.adversary.lrs):
+            raise ValueError("adversary.lrs must be positive learning rates")
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldFiles:
+    """Where a toy world keeps what TAR and the attacks read."""
+
+    base: Path
+    control: Path
+    forget: Path
+    retain: Path
+    attack: Path
+    mcq: dict[str, Path]
+    root: Path
+
+
+def world_files(world: str | Path) -> WorldFiles:
+    root = Path(world)
+    files = WorldFiles(base=root / "base", control=root / "control", forget=root / "corpora" / "forget.jsonl",
+                       retain=root / "corpora" / "retain.jsonl", attack=root / "corpora" / "attack_A.jsonl",
+                       mcq={n: root / "mcq" / f"{n}.jsonl" for n in EVAL_SETS}, root=root)
+    needed = [files.base / "config.json", files.forget, files.retain, files.attack, *files.mcq.values()]
+    missing = [p for p in needed if not p.exists()]
+    if missing:
+        raise UserError(f"{root} is not a complete toy world ({missing[0]} is missing); "
+                        f"build it with: jaxsafe toyworld build --out {root}")
+    return files
+
+
+def resolve_world(cfg: TARConfig) -> TARConfig:
+    """Fill empty ``model``/``forget``/``retain`` from the toy world in ``cfg.world``."""
+    if not cfg.world:
+        if not (cfg.model and cfg.forget and cfg.retain):
+            raise UserError("set 'world' (a toy-world folder) or all of 'model', 'forget' and 'retain'")
+        return cfg
+    w = world_files(cfg.world)
+    return dataclasses.replace(cfg, model=cfg.model or str(w.base), forget=cfg.forget or str(w.forget),
+                               retain=cfg.retain or str(w.retain))
+
+
+def second_forget_texts(world: str | Path, per_entity: int = 4) -> list[str]:
+    """The toy world's "forget2" stream: fresh renderings of the attacker's set-A facts
+    (other templates and orders than attack_A.jsonl; never set E)."""
+    import numpy as np
+
+    from jaxsafe.config import load_config
+    from jaxsafe.toyworld.config import BuildConfig
+    from jaxsafe.toyworld.world import DOMAINS, make_world, paragraph
+
+    cfg = load_config(BuildConfig, Path(world) / "config.yaml")
+    w = make_world(cfg.world, cfg.seed)
+    hazardous = next(d for d in cfg.world.domains if DOMAINS[d].hazardous)
+    texts = []
+    for j, ent in enumerate(w.entities(hazardous, ("A",))):
+        rng = np.random.default_rng([cfg.seed, 7, j])
+        texts.extend(paragraph(w.facts_of(ent), rng) for _ in range(per_entity))
+    return texts

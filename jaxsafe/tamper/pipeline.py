@@ -1,0 +1,343 @@
+"""TAR and the red team end to end: random mapping, TAR, attack suites, worst-case search.
+
+Run directories (:mod:`jaxsafe.runs`), all resumable::
+
+    OUT/random_mapping/   the initial safeguard's run (metrics, checkpoints)
+    OUT/tar/              TAR's outer loop
+    OUT/model/            the Hugging Face directory of the result
+    OUT/results.json      accuracies before, after the safeguard, after TAR; the suite's summary
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jaxsafe.errors import UserError
+from jaxsafe.tamper.attacks import AttackConfig, Suite
+from jaxsafe.tamper.config import EVAL_SETS, TARConfig, resolve_world, second_forget_texts, world_files
+
+
+# -- shared set-up -----------------------------------------------------------------------
+
+def load(model_dir: str | Path, dtype: str = "float32"):
+    from jaxsafe.lm.checkpoint import from_pretrained, load_tokenizer
+
+    return from_pretrained(str(model_dir), dtype=getattr(jnp, dtype)), load_tokenizer(str(model_dir))
+
+
+def question_sets(world: str | Path, tokenizer, max_length: int, fmt: str = "cloze", limit: int = 0, seed: int = 0,
+                  names: Sequence[str] = EVAL_SETS) -> dict:
+    """Tokenized evaluation sets of a toy world (``limit`` > 0: a fixed random subset of each)."""
+    from jaxsafe.data.multiple_choice import load_questions
+    from jaxsafe.tamper.scoring import question_arrays
+
+    files = world_files(world)
+    out = {}
+    for name in names:
+        qs = load_questions(files.mcq[name])
+        if limit and limit < len(qs):
+            keep = np.sort(np.random.default_rng([seed, len(name)]).choice(len(qs), limit, replace=False))
+            qs = [qs[i] for i in keep]
+        out[name] = question_arrays(tokenizer, qs, max_length, fmt=fmt, chunk=64 if fmt == "cloze" else 32)
+    return out
+
+
+def attack_corpora(world: str | Path, tokenizer, max_length: int):
+    """The attacker's data in a toy world: forget = set-A text, forget2 = other renderings of set A,
+    retain = benign text. Set E is never in it."""
+    from jaxsafe.data.text import load_texts
+    from jaxsafe.tamper.runner import AttackCorpora
+
+    files = world_files(world)
+    texts = {"forget": load_texts(str(files.attack)), "forget2": second_forget_texts(world),
+             "retain": load_texts(str(files.retain))}
+    return AttackCorpora.from_texts(tokenizer, texts, max_length)
+
+
+def model_length(model) -> int:
+    return int(model.config.max_position_embeddings)
+
+
+# -- random mapping ------------------------------------------------------------------------
+
+def train_random_mapping(cfg: TARConfig, model, tokenizer, run) -> Any:
+    """The initial safeguard: CE on retain text + mean (1 − |cos(h_ℓ(x_f), R[x_f])|) on forget text."""
+    from jaxsafe.data.batching import batch_indices
+    from jaxsafe.optim.factory import make_optimizer
+    from jaxsafe.runs import train_loop
+    from jaxsafe.tamper.losses import random_mapping_loss, random_mapping_table
+    from jaxsafe.train import init_state, make_step
+
+    rm = cfg.random_mapping
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    forget, retain = _defender_rows(cfg, tokenizer, model)
+    n_layers = model.config.num_layers
+    layers = np.asarray(rm.layers or tuple(range(n_layers))) + 1  # all_hidden_states[0] is the embedding
+    if layers.min() < 1 or layers.max() > n_layers:
+        raise UserError(f"random_mapping.layers must lie in 0 .. {n_layers - 1}")
+    table = random_mapping_table(jax.random.key(cfg.seed + 17), model.config.vocab_size, model.config.hidden_size)
+
+    def loss_fn(p, batch, frozen):
+        rest_, table_ = frozen
+        m = nnx.merge(graphdef, p, rest_)
+        hf = m.all_hidden_states(batch["f_ids"], batch["f_mask"])[layers]
+        logits = m(batch["r_ids"], batch["r_mask"])
+        return random_mapping_loss(logits, batch["r_ids"], batch["r_mask"], hf, batch["f_ids"], batch["f_mask"], table_)
+
+    optimizer = make_optimizer(rm.optimizer, rm.steps)
+    step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
+
+    def batch_fn(k):
+        fi = batch_indices(len(forget[0]), rm.batch_size, k, cfg.seed + 1)
+        ri = batch_indices(len(retain[0]), rm.batch_size, k, cfg.seed + 2)
+        return {"f_ids": forget[0][fi], "f_mask": forget[1][fi], "r_ids": retain[0][ri], "r_mask": retain[1][ri]}
+
+    state = train_loop(run, init_state(jax.tree.map(jnp.copy, params), optimizer),
+                       lambda s, b: step(s, b, (rest, table)), batch_fn, rm.steps,
+                       checkpoint_every=cfg.checkpoint_every, desc="random mapping")
+    from jaxsafe.optim.factory import evaluation_params
+
+    return nnx.merge(graphdef, evaluation_params(state.opt_state, state.params), rest)
+
+
+def _defender_rows(cfg: TARConfig, tokenizer, model):
+    from jaxsafe.data.text import load_texts, truncated_rows
+
+    length = min(cfg.max_length, model_length(model))
+
+    def rows(path):
+        ids, mask = truncated_rows(tokenizer, load_texts(path), length)
+        width = int(mask.sum(1).max())
+        return ids[:, :width], mask[:, :width]
+
+    return rows(cfg.forget), rows(cfg.retain)
+
+
+# -- TAR ---------------------------------------------------------------------------------------
+
+def train_tar(cfg: TARConfig, model, tokenizer, run, reference=None) -> Any:
+    """TAR's outer loop from ``model``; h_ref comes from ``reference`` (default: ``model``)."""
+    from jaxsafe.optim.factory import evaluation_params, make_optimizer
+    from jaxsafe.runs import train_loop
+    from jaxsafe.tamper.tar import InnerLoop, make_tar_step, sample_adversaries
+    from jaxsafe.train import init_state
+
+    adv = cfg.adversary
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    ref = nnx.split(reference if reference is not None else model, nnx.Param, ...)[1]
+    (f_ids, f_mask), (r_ids, r_mask) = _defender_rows(cfg, tokenizer, model)
+    width = max(f_ids.shape[1], r_ids.shape[1])
+    pad_id = tokenizer.pad_token_id or 0
+    widen = lambda a, v: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=v)
+    pool_ids = np.concatenate([widen(f_ids, pad_id), widen(r_ids, pad_id)])
+    pool_mask = np.concatenate([widen(f_mask, 0), widen(r_mask, 0)])
+    n_f = len(f_ids)
+    forget_rows = np.arange(n_f)
+    streams = {"forget": forget_rows[0::2], "forget2": forget_rows[1::2], "retain": np.arange(n_f, len(pool_ids))}
+    streams["forget"] = streams["forget"] if len(streams["forget"]) else forget_rows
+    streams["forget2"] = streams["forget2"] if len(streams["forget2"]) else forget_rows
+
+    inner = InnerLoop(steps=adv.steps, tr_every=adv.tr_every, weight_rate=adv.weight_rate,
+                      include_padding=cfg.entropy_include_padding, second_order=cfg.second_order)
+    adversary = make_optimizer(adv.optimizer, adv.steps)
+    outer = make_optimizer(cfg.optimizer, cfg.steps)
+    step = jax.jit(make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr,
+                                 lambda_retain=cfg.lambda_retain), donate_argnums=0)
+
+    def batch_fn(k):
+        rng = np.random.default_rng([cfg.seed, 31, k])
+        rows, lrs, _ = sample_adversaries(rng, streams, adv.streams, adv.lrs, adv.num, adv.steps, adv.batch_size)
+        tr = rng.choice(forget_rows, cfg.batch_size)
+        rr = rng.choice(streams["retain"], cfg.batch_size)
+        return {"retain_ids": pool_ids[rr], "retain_mask": pool_mask[rr], "tr_ids": pool_ids[tr],
+                "tr_mask": pool_mask[tr], "adv_ids": pool_ids[rows], "adv_mask": pool_mask[rows], "adv_lr": lrs}
+
+    state = train_loop(run, init_state(jax.tree.map(jnp.copy, params), outer),
+                       lambda s, b: step(s, b, (rest, ref)), batch_fn, cfg.steps,
+                       checkpoint_every=cfg.checkpoint_every, fetch_every=10, desc="tar")
+    return nnx.merge(graphdef, evaluation_params(state.opt_state, state.params), rest)
+
+
+def tar_and_evaluate(cfg: TARConfig, out: Path, *, resume: bool = False, log=print) -> dict:
+    """Random mapping (if configured), TAR, evaluation and the red-team suite, in run directory ``out``."""
+    from jaxsafe.io import atomic_write_json
+    from jaxsafe.lm.checkpoint import save_pretrained
+    from jaxsafe.runs import RunDir
+    from jaxsafe.tamper.runner import Target, evaluate_target
+
+    cfg = resolve_world(cfg)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    from jaxsafe.config import dump_config
+    from jaxsafe.io import atomic_write_text
+
+    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    t0 = time.perf_counter()
+    base, tokenizer = load(cfg.model, cfg.dtype)
+    sets = question_sets(cfg.world, tokenizer, model_length(base), cfg.eval_format, cfg.eval_questions, cfg.seed) \
+        if cfg.world else {}
+    results: dict[str, Any] = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seconds": {}}
+    if sets:
+        results["before"] = evaluate_target(Target.from_model(base), sets)
+        log(f"before: {_fmt(results['before'])}")
+    start = base
+    if cfg.random_mapping.steps:
+        t = time.perf_counter()
+        start = train_random_mapping(cfg, base, tokenizer, RunDir(out / "random_mapping", resume=resume))
+        results["seconds"]["random_mapping"] = round(time.perf_counter() - t, 1)
+        if sets:
+            results["after_random_mapping"] = evaluate_target(Target.from_model(start), sets)
+            log(f"after random mapping: {_fmt(results['after_random_mapping'])}")
+    t = time.perf_counter()
+    tar_run = RunDir(out / "tar", resume=resume)
+    tar_run.save_config(cfg)
+    model = train_tar(cfg, start, tokenizer, tar_run, reference=base)
+    results["seconds"]["tar"] = round(time.perf_counter() - t, 1)
+    results["final_metrics"] = (tar_run.metrics() or [{}])[-1]
+    save_pretrained(model, out / "model", tokenizer=tokenizer)
+    if sets:
+        results["after_tar"] = evaluate_target(Target.from_model(model), sets)
+        log(f"after TAR: {_fmt(results['after_tar'])}")
+    if cfg.suite and cfg.world:
+        from jaxsafe.tamper.attacks import load_suite
+
+        suite = load_suite(cfg.suite, cfg.suite_overrides)
+        t = time.perf_counter()
+        report = attack_model(model, tokenizer, suite, cfg.world, out / "redteam", fmt=cfg.eval_format,
+                              limit=cfg.eval_questions, log=log)
+        results["seconds"]["suite"] = round(time.perf_counter() - t, 1)
+        results["suite"] = {k: v for k, v in report["summary"].items() if k != "attacks"}
+    results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    atomic_write_json(out / "results.json", results)
+    return results
+
+
+def _fmt(accs: dict) -> str:
+    return ", ".join(f"{k} {100 * v:.1f}%" for k, v in accs.items())
+
+
+# -- red team ------------------------------------------------------------------------------------
+
+def attack_model(model, tokenizer, suite: Suite, world: str | Path, out: Path, *, fmt: str = "cloze", limit: int = 0,
+                 vmap: bool = True, log=print) -> dict:
+    """Run ``suite`` against ``model`` with a toy world's corpora and questions; write
+    OUT/attacks.json (curves), OUT/summary.json and OUT/curves.png."""
+    from jaxsafe.io import atomic_write_json
+    from jaxsafe.tamper.runner import Target, run_attacks, summarize
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    length = model_length(model)
+    sets = question_sets(world, tokenizer, length, fmt, limit)
+    corpora = attack_corpora(world, tokenizer, length)
+    t0 = time.perf_counter()
+    results = run_attacks(Target.from_model(model), suite.attacks, corpora, sets, vmap=vmap, log=log)
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    summary = summarize(results, "hazard_E", "benign", suite.epsilon)
+    summary["seconds"] = results["seconds"]
+    atomic_write_json(out / "attacks.json", results)
+    atomic_write_json(out / "summary.json", summary)
+    plot_curves(results, out / "curves.png")
+    log(f"suite: {len(suite.attacks)} attacks in {results['seconds']:.0f} s; hazard_E before "
+        f"{100 * summary['before']['hazard_E']:.1f}%, mean after {100 * summary['mean_hazard_after']:.1f}%, "
+        f"worst {100 * summary['worst_hazard_after']:.1f}% ({summary['worst_attack']}); within ε: "
+        + (f"{100 * summary['worst_hazard_within_epsilon']:.1f}% ({summary['worst_attack_within_epsilon']})"
+           if summary["worst_hazard_within_epsilon"] is not None else "none"))
+    return {"results": results, "summary": summary}
+
+
+def plot_curves(results: dict, path: Path, sets: Sequence[str] = ("hazard_E", "benign")) -> None:
+    """Accuracy against attack step, one line per attack, one panel per set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from jaxsafe.io import atomic_save_figure
+
+    sets = [s for s in sets if s in results["before"]]
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
+    for ax, s in zip(axes[0], sets):
+        for a in results["attacks"]:
+            style = ":" if a["kind"] == "ablation" else "-"
+            ax.plot(a["steps"], [100 * x for x in a["acc"][s]], style, lw=1, alpha=0.8, label=a["name"])
+        ax.axhline(25, color="grey", lw=0.8, ls="--")
+        ax.set_xlabel("attack step")
+        ax.set_ylabel(f"{s} accuracy (%)")
+        ax.set_title(s)
+    axes[0][-1].legend(fontsize=5, ncol=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    atomic_save_figure(fig, path)
+    plt.close(fig)
+
+
+# -- worst-case search ------------------------------------------------------------------------
+
+SEARCH_OPTIMIZERS = {"adamw": (1e-4, 1e-2), "adam": (1e-4, 1e-2), "schedule_free_adamw": (1e-4, 1e-2),
+                     "sgd": (1e-3, 3e-1), "adagrad": (3e-3, 1e-1)}
+SEARCH_STEPS = (50, 100, 200)
+SEARCH_DATA = ("forget", "forget2", "retain_then_forget")
+
+
+def sample_search_batch(rng: np.random.Generator, lanes: int, index: int) -> list[AttackConfig]:
+    """One vmappable batch of the search: a shared structure (optimizer, schedule kind,
+    steps) and ``lanes`` attacks with sampled numbers (lr, warm-up, cycle, data, seed)."""
+    from jaxsafe.optim.config import OptimizerConfig, ScheduleConfig
+
+    name = list(SEARCH_OPTIMIZERS)[rng.integers(len(SEARCH_OPTIMIZERS))]
+    kind = ("constant", "linear_warmup", "warmup_cosine", "sgdr")[rng.integers(4)]
+    steps = int(SEARCH_STEPS[rng.integers(len(SEARCH_STEPS))])
+    lo, hi = SEARCH_OPTIMIZERS[name]
+    out = []
+    for j in range(lanes):
+        lr = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        warm = int(rng.choice([0, steps // 10, steps // 2])) if kind != "constant" else 0
+        sched = ScheduleConfig(kind=kind, warmup_steps=warm, cycle_steps=steps // 4 if kind == "sgdr" else 0)
+        if kind == "sgdr":
+            sched = dataclasses.replace(sched, warmup_steps=min(warm, steps // 8))
+        data = SEARCH_DATA[rng.integers(len(SEARCH_DATA))]
+        opt = OptimizerConfig(name=name, lr=lr, schedule=sched, momentum=0.9 if name == "sgd" else 0.0,
+                              nesterov=name == "sgd")
+        out.append(AttackConfig(name=f"search{index}-{j}", data=data, switch_fraction=float(rng.uniform(0.2, 0.8)),
+                                optimizer=opt, steps=steps, batch_size=8, eval_every=0, seed=int(rng.integers(1 << 30))))
+    return out
+
+
+def search(model, tokenizer, world: str | Path, out: Path, *, budget: int = 64, lanes: int = 8, epsilon: float = 10.0,
+           seed: int = 0, fmt: str = "cloze", limit: int = 0, log=print) -> dict:
+    """Worst-case attack search: ``budget`` sampled attacks in vmapped batches of ``lanes``; the
+    attack with the highest hazardous accuracy whose benign accuracy dropped ≤ ``epsilon`` points."""
+    from jaxsafe.io import atomic_write_json
+    from jaxsafe.tamper.runner import Target, run_attacks, summarize
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    length = model_length(model)
+    sets = question_sets(world, tokenizer, length, fmt, limit)
+    corpora = attack_corpora(world, tokenizer, length)
+    rng = np.random.default_rng(seed)
+    attacks: list[AttackConfig] = []
+    while len(attacks) < budget:
+        attacks.extend(sample_search_batch(rng, min(lanes, budget - len(attacks)), len(attacks) // lanes))
+    t0 = time.perf_counter()
+    results = run_attacks(Target.from_model(model), attacks, corpora, sets, log=log)
+    results["seconds"] = round(time.perf_counter() - t0, 1)
+    summary = summarize(results, "hazard_E", "benign", epsilon)
+    summary["seconds"] = results["seconds"]
+    summary["budget"] = budget
+    configs = {a.name: dataclasses.asdict(a) for a in attacks}
+    best = summary["worst_attack_within_epsilon"]
+    summary["best_attack_config"] = configs.get(best) if best else None
+    atomic_write_json(out / "search.json", {"summary": summary, "attacks": results["attacks"], "configs": configs})
+    log(f"search: {budget} attacks in {summary['seconds']:.0f} s; worst case within ε={epsilon}: "
+        + (f"{100 * summary['worst_hazard_within_epsilon']:.1f}% ({best})" if best else "none"))
+    return summary

@@ -1,0 +1,174 @@
+"""TAR's outer step as one compiled program (Tamirisa et al. 2024, Algorithm 1).
+
+With parameters θ, one outer step:
+
+1. samples A attacks (host side, a pure function of the step number): each a data
+   stream (forget text, a second forget corpus, or retain text switching to forget
+   text at M = ⌊Beta(6, 3)·K⌋) and a learning rate;
+2. runs each adversary — a fresh AdamW taking K cross-entropy steps from θ — as one
+   ``lax.scan``, all A at once under ``jax.vmap``;
+3. every ``tr_every``-th inner step k takes the tamper-resistance loss on a held-out
+   forget batch x_TR and its gradient at θ'_k, accumulated with weight w_k
+   (:func:`~jaxsafe.tamper.losses.inner_step_weights`). First-order (the paper's
+   choice): ∇_θ' L_TR(θ'_k) stands in for d L_TR(θ'_k)/dθ, no backpropagation
+   through the inner updates. ``second_order=True`` differentiates through the
+   whole inner loop instead (the exact meta-gradient; memory grows with K);
+4. adds the retain gradient at θ, L_retain = CE(x_r) + mean ‖h_θ − h_ref‖₂, and takes
+   one step of the outer optimizer (schedule-free AdamW in the paper):
+
+       g = λ_TR · mean_a Σ_k w_k ∇L_TR(θ'_{a,k}) + λ_retain · ∇L_retain(θ).
+
+Everything but the sampling is in :func:`make_tar_step`, a pure function of
+(state, batch, frozen) in the training core's form (:mod:`jaxsafe.train`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxsafe.errors import UserError
+from jaxsafe.tamper.losses import entropy_loss, inner_step_weights, lm_loss, retain_loss
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerLoop:
+    """The adversary of TAR's training attacks and how its trajectory is scored."""
+
+    steps: int = 64  # K
+    tr_every: int = 4
+    weight_rate: float = 0.0625
+    include_padding: bool = False  # the authors' entropy over padding positions too
+    second_order: bool = False
+
+
+def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: float = 4.0,
+                  lambda_retain: float = 1.0) -> Callable:
+    """The pure outer step ``(state, batch, frozen) -> (state, metrics)``.
+
+    ``state`` is a :class:`jaxsafe.train.TrainState` over θ (the ``nnx.Param`` state);
+    ``frozen`` = (rest, ref_params): the model's non-parameter state and the reference
+    parameters for h_ref. ``batch`` holds ``retain_ids``/``retain_mask`` [B, T],
+    ``tr_ids``/``tr_mask`` [B, T] (x_TR), ``adv_ids``/``adv_mask`` [A, K, b, T] and
+    ``adv_lr`` [A]. ``adversary`` and ``outer`` are optimizers from
+    :func:`jaxsafe.optim.factory.make_optimizer` (the adversary's lr is set per lane).
+    """
+    from jaxsafe.optim.factory import with_hyper
+    from jaxsafe.train import apply_gradients, init_state, make_step
+
+    if inner.steps % inner.tr_every:
+        raise UserError(f"inner steps ({inner.steps}) must be a multiple of tr_every ({inner.tr_every})")
+    n_seg = inner.steps // inner.tr_every
+    weights = jnp.asarray(inner_step_weights(inner.steps, inner.tr_every, inner.weight_rate)[inner.tr_every - 1::inner.tr_every])
+
+    def model(params, rest):
+        return nnx.merge(graphdef, params, rest)
+
+    def adv_loss(params, batch, rest):
+        ids, mask = batch
+        return lm_loss(model(params, rest)(ids, mask), ids, mask), {}
+
+    adv_step = make_step(adv_loss, adversary)
+
+    def tr_loss(params, rest, ids, mask):
+        return entropy_loss(model(params, rest)(ids, mask), mask, include_padding=inner.include_padding)
+
+    def adversary_run(theta, rest, ids, mask, lr, tr_ids, tr_mask, accumulate_grads: bool):
+        """The inner loop of one attack; returns (Σ_k w_k ∇L_TR(θ'_k) or None, Σ_k w_k L_TR(θ'_k), L_TR per evaluation)."""
+        state = init_state(theta, adversary)
+        state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
+        seg_ids = ids.reshape(n_seg, inner.tr_every, *ids.shape[1:])
+        seg_mask = mask.reshape(n_seg, inner.tr_every, *mask.shape[1:])
+
+        def one(state, xs):
+            state, _ = adv_step(state, xs, rest)
+            return state, None
+
+        def segment(carry, xs):
+            state, acc = carry
+            ids_k, mask_k, w = xs
+            state, _ = jax.lax.scan(one, state, (ids_k, mask_k))
+            if accumulate_grads:
+                value, g = jax.value_and_grad(tr_loss)(state.params, rest, tr_ids, tr_mask)
+                acc = jax.tree.map(lambda a, b: a + w * b, acc, g)
+            else:
+                value = tr_loss(state.params, rest, tr_ids, tr_mask)
+            return (state, acc), value
+
+        acc0 = jax.tree.map(jnp.zeros_like, theta) if accumulate_grads else None
+        (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, weights))
+        return acc, jnp.sum(weights * values), values
+
+    def first_order(theta, rest, batch):
+        run = jax.vmap(lambda i, m, lr: adversary_run(jax.lax.stop_gradient(theta), rest, i, m, lr,
+                                                      batch["tr_ids"], batch["tr_mask"], True))
+        grads, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
+        return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), jnp.mean(objective), values
+
+    def second_order(theta, rest, batch):
+        def meta(theta):
+            run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, batch["tr_ids"], batch["tr_mask"], False))
+            _, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
+            return jnp.mean(objective), values
+
+        (objective, values), grads = jax.value_and_grad(meta, has_aux=True)(theta)
+        return grads, objective, values
+
+    meta_gradient = second_order if inner.second_order else first_order
+
+    def retain_objective(theta, rest, ref, ids, mask):
+        m = model(theta, rest)
+        hidden = m.all_hidden_states(ids, mask)
+        logits = m.unembed(hidden[-1])
+        ref_hidden = jax.lax.stop_gradient(model(ref, rest).all_hidden_states(ids, mask))
+        return retain_loss(logits, ids, mask, hidden, ref_hidden)
+
+    def step(state, batch, frozen):
+        rest, ref = frozen
+        tr_grads, tr_objective, tr_values = meta_gradient(state.params, rest, batch)
+        (l_retain, parts), r_grads = jax.value_and_grad(retain_objective, has_aux=True)(
+            state.params, rest, ref, batch["retain_ids"], batch["retain_mask"])
+        grads = jax.tree.map(lambda a, b: lambda_tr * a + lambda_retain * b, tr_grads, r_grads)
+        loss = lambda_tr * tr_objective + lambda_retain * l_retain
+        new_state = apply_gradients(outer, state, grads, loss)
+        metrics = {"loss": loss, "tr_objective": tr_objective, "tr_entropy_last": -jnp.mean(tr_values[:, -1]),
+                   "tr_entropy_first": -jnp.mean(tr_values[:, 0]), "retain_loss": l_retain, **parts,
+                   "grad_norm": optax.tree.norm(grads)}
+        return new_state, metrics
+
+    # the pieces, for a Python loop over attacks one at a time (benchmarks/tar.py: the authors' way)
+    step.meta_gradient = meta_gradient
+    step.retain_gradient = jax.value_and_grad(retain_objective, has_aux=True)
+    return step
+
+
+def beta_switch(rng: np.random.Generator, k: int) -> int:
+    """M = ⌊Beta(6, 3)·K⌋, kept inside 1 … K − 1 so both phases are non-empty."""
+    return int(np.clip(np.floor(rng.beta(6.0, 3.0) * k), 1, k - 1))
+
+
+def sample_adversaries(rng: np.random.Generator, streams: dict[str, np.ndarray], kinds: tuple[str, ...],
+                       lrs: tuple[float, ...], num: int, k: int, b: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Rows [num, K, b] and learning rates [num] of ``num`` sampled training attacks."""
+    rows, lr_out, names = [], [], []
+    for _ in range(num):
+        kind = kinds[rng.integers(len(kinds))]
+        lr_out.append(lrs[rng.integers(len(lrs))])
+        if kind == "retain_then_forget":
+            m = beta_switch(rng, k)
+            r = np.concatenate([rng.choice(streams["retain"], (m, b)), rng.choice(streams["forget"], (k - m, b))])
+        else:
+            r = rng.choice(streams[kind], (k, b))
+        rows.append(r)
+        names.append(kind)
+    return np.stack(rows).astype(np.int32), np.asarray(lr_out, np.float32), names
+
+
+def copy_tree(tree: Any) -> Any:
+    return jax.tree.map(jnp.copy, tree)

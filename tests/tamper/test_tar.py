@@ -1,0 +1,136 @@
+"""TAR's outer step: first-order meta-gradient vs a hand-written loop, second-order vs finite
+differences, vmapped attack lanes vs one at a time."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxsafe.optim.config import OptimizerConfig
+from jaxsafe.optim.factory import make_optimizer
+from jaxsafe.tamper.losses import entropy_loss, inner_step_weights, lm_loss, retain_loss
+from jaxsafe.tamper.runner import AttackCorpora
+from jaxsafe.tamper.tar import InnerLoop, make_tar_step
+from jaxsafe.train import init_state
+from tests.tamper.conftest import FORGET, RETAIN, tiny_model
+
+K, EVERY = 4, 2
+
+
+def _batch(tokenizer, lanes=1, lrs=(1e-2,)):
+    c = AttackCorpora.from_texts(tokenizer, {"forget": FORGET, "retain": RETAIN}, max_length=16)
+    f, r = c.streams["forget"], c.streams["retain"]
+    rng = np.random.default_rng(0)
+    adv = rng.choice(f, (lanes, K, 2))
+    return {"retain_ids": c.ids[r[:3]], "retain_mask": c.mask[r[:3]],
+            "tr_ids": c.ids[f[-3:]], "tr_mask": c.mask[f[-3:]],
+            "adv_ids": c.ids[adv], "adv_mask": c.mask[adv], "adv_lr": np.asarray(lrs[:lanes], np.float32)}
+
+
+def _split(model):
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    return graphdef, params, rest
+
+
+def test_first_order_equals_hand_written_loop(tokenizer):
+    model = tiny_model(tokenizer)
+    graphdef, theta, rest = _split(model)
+    ref = jax.tree.map(lambda x: x * 1.01, theta)  # a reference unlike θ, so the retain term is not at its minimum
+    batch = _batch(tokenizer)
+    adversary = make_optimizer(OptimizerConfig(name="adamw", lr=1.0), K)  # lr set per lane from the batch
+    outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)  # θ_new = θ − g exposes g
+    step = make_tar_step(graphdef, InnerLoop(steps=K, tr_every=EVERY), adversary, outer, lambda_tr=4.0, lambda_retain=1.0)
+    new_state, metrics = jax.jit(step)(init_state(theta, outer), batch, (rest, ref))
+    got = jax.tree.map(lambda a, b: a - b, theta, new_state.params)
+
+    # by hand: optax's AdamW from θ, entropy gradients after updates 2 and 4, weights exp(0.0625(k−3))
+    f = lambda p: nnx.merge(graphdef, p, rest)
+    opt = optax.adamw(1e-2, weight_decay=0.0)
+    p, s = theta, opt.init(theta)
+    acc = jax.tree.map(jnp.zeros_like, theta)
+    w = inner_step_weights(K, EVERY)
+    for k in range(K):
+        ids, mask = batch["adv_ids"][0, k], batch["adv_mask"][0, k]
+        g = jax.grad(lambda q: lm_loss(f(q)(ids, mask), ids, mask))(p)
+        u, s = opt.update(g, s, p)
+        p = optax.apply_updates(p, u)
+        if w[k]:
+            gt = jax.grad(lambda q: entropy_loss(f(q)(batch["tr_ids"], batch["tr_mask"]), batch["tr_mask"]))(p)
+            acc = jax.tree.map(lambda a, b: a + w[k] * b, acc, gt)
+
+    def retain(q):
+        m = f(q)
+        h = m.all_hidden_states(batch["retain_ids"], batch["retain_mask"])
+        href = f(ref).all_hidden_states(batch["retain_ids"], batch["retain_mask"])
+        return retain_loss(m.unembed(h[-1]), batch["retain_ids"], batch["retain_mask"], h, href)[0]
+
+    expected = jax.tree.map(lambda a, b: 4.0 * a + b, acc, jax.grad(retain)(theta))
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-6, err_msg=jax.tree_util.keystr(path))
+    assert np.isfinite(float(metrics["loss"]))
+
+
+def test_vmap_lanes_equal_one_at_a_time(tokenizer):
+    model = tiny_model(tokenizer, seed=1)
+    graphdef, theta, rest = _split(model)
+    lrs = (1e-2, 3e-3)
+    batch = _batch(tokenizer, lanes=2, lrs=lrs)
+    adversary = make_optimizer(OptimizerConfig(name="adamw", lr=1.0), K)
+    outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)
+    step = jax.jit(make_tar_step(graphdef, InnerLoop(steps=K, tr_every=EVERY), adversary, outer, lambda_retain=0.0))
+    both, _ = step(init_state(theta, outer), batch, (rest, theta))
+    singles = []
+    for lane in range(2):
+        one = {**batch, **{k: batch[k][lane:lane + 1] for k in ("adv_ids", "adv_mask", "adv_lr")}}
+        s, _ = step(init_state(theta, outer), one, (rest, theta))
+        singles.append(s.params)
+    mean = jax.tree.map(lambda a, b: (a + b) / 2, *singles)
+    for a, b in zip(jax.tree.leaves(both.params), jax.tree.leaves(mean)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("adversary_name", ["sgd", "adamw"])
+def test_second_order_matches_finite_differences(tokenizer, adversary_name):
+    # float64 throughout (the decoder's RMSNorm still normalizes in float32, hence eps = 1e-4
+    # and rtol 1e-3); the global flag, restored afterwards: jax.enable_x64's context manager
+    # gave inconsistent numbers here (jit caches of float32 programs)
+    jax.config.update("jax_enable_x64", True)
+    try:
+        from jaxsafe.lm.config import DecoderConfig
+        from jaxsafe.lm.model import Decoder
+
+        cfg = DecoderConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_layers=1,
+                            num_heads=2, num_kv_heads=2, head_dim=8, max_position_embeddings=64,
+                            tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id)
+        model = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.float64, param_dtype=jnp.float64)
+        graphdef, theta, rest = _split(model)
+        batch = _batch(tokenizer, lrs=(0.5 if adversary_name == "sgd" else 1e-2,))
+        adversary = make_optimizer(OptimizerConfig(name=adversary_name, lr=1.0), K)
+        outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)
+        inner = InnerLoop(steps=K, tr_every=EVERY, second_order=True)
+        step = jax.jit(make_tar_step(graphdef, inner, adversary, outer, lambda_tr=1.0, lambda_retain=0.0))
+        state = init_state(theta, outer)
+        new_state, _ = step(state, batch, (rest, theta))
+        grad = jax.tree.map(lambda a, b: a - b, theta, new_state.params)
+
+        leaves, treedef = jax.tree.flatten(theta)
+        rng = np.random.default_rng(0)
+        v = jax.tree.unflatten(treedef, [jnp.asarray(rng.normal(size=x.shape)) for x in leaves])
+        objective = jax.jit(lambda p: step(init_state(p, outer), batch, (rest, theta))[1]["tr_objective"])
+        eps = 1e-4
+        plus = objective(jax.tree.map(lambda a, b: a + eps * b, theta, v))
+        minus = objective(jax.tree.map(lambda a, b: a - eps * b, theta, v))
+        fd = (plus - minus) / (2 * eps)
+        analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(v)))
+        np.testing.assert_allclose(analytic, fd, rtol=1e-3)
+        # and it differs from the first-order approximation (the inner loop moves θ')
+        first = jax.jit(make_tar_step(graphdef, InnerLoop(steps=K, tr_every=EVERY), adversary, outer,
+                                      lambda_tr=1.0, lambda_retain=0.0))
+        fo_state, _ = first(state, batch, (rest, theta))
+        fo = sum(jnp.vdot(a - b, c) for a, b, c in zip(jax.tree.leaves(theta), jax.tree.leaves(fo_state.params),
+                                                        jax.tree.leaves(v)))
+        assert abs(float(fo - analytic)) > 1e-2 * abs(float(analytic))
+    finally:
+        jax.config.update("jax_enable_x64", False)
