@@ -1,8 +1,17 @@
-"""``jaxsafe eval mcq`` (multiple-choice accuracy, lm-eval conventions) and ``jaxsafe eval ppl``."""
+"""``jaxsafe eval mcq`` (multiple-choice accuracy, lm-eval conventions) and ``jaxsafe eval ppl``.
+
+With ``--out``, ``eval mcq`` scores the questions in chunks and appends each chunk's
+records to a sidecar ``.OUT.partial.jsonl`` (first line: what is evaluated); a
+killed evaluation leaves the previous ``--out`` untouched, and ``--resume`` scores
+only the questions the sidecar lacks. The results and predictions are written
+atomically at the end and the sidecar removed.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from pathlib import Path
 
 from jaxsafe.cli import positive_int
@@ -19,6 +28,7 @@ def register(subparsers) -> None:
     m.add_argument("--subject", default=None, help="subject for the description line when rows have none (default: from the config or file name)")
     m.add_argument("--formats", default="letter,cloze", help="comma-separated: letter (WMDP's metric), cloze (default: both)")
     m.add_argument("--predictions", type=Path, default=None, help="write per-question log-likelihoods and predictions here (JSON lines)")
+    m.add_argument("--resume", action="store_true", help="finish an interrupted evaluation into --out (same arguments)")
     m.set_defaults(func=run_mcq)
 
     q = sub.add_parser("ppl", help="mean token loss and perplexity on a text corpus")
@@ -80,17 +90,65 @@ def run_mcq(args: argparse.Namespace) -> int:
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     if not formats or any(f not in ("letter", "cloze") for f in formats):
         raise UserError(f"--formats must list letter and/or cloze, got {args.formats!r}")
+    if args.resume and args.out is None:
+        raise UserError("--resume needs --out (the interrupted evaluation is kept next to it)")
     _preflight(args, {"--out": args.out, "--predictions": args.predictions})
     questions = load_questions(args.data, args.config, args.split, args.subject)[: args.limit]
     model, tokenizer, opts, mesh = _load(args)
-    summary, records = evaluate_questions(model, tokenizer, questions, opts, formats=formats, mesh=mesh)
+    if args.out is None:
+        summary, records = evaluate_questions(model, tokenizer, questions, opts, formats=formats, mesh=mesh)
+    else:
+        header = {"model": str(args.model), "data": str(args.data), "config": args.config, "split": args.split,
+                  "subject": args.subject, "formats": list(formats), "questions": len(questions),
+                  "max_length": opts.max_length, "dtype": args.dtype}
+        sidecar = args.out.parent / f".{args.out.name}.partial.jsonl"
+        summary, records = _evaluate_in_chunks(model, tokenizer, questions, opts, formats, mesh, sidecar, header,
+                                               args.resume, chunk=max(64, 8 * args.batch_size))
     summary = {"model": str(args.model), "data": str(args.data), "config": args.config, **summary}
     print(format_summary(summary, formats))
     if args.out:
         atomic_write_json(args.out, summary)
     if args.predictions:
         write_predictions(args.predictions, records)
+    if args.out:
+        sidecar.unlink(missing_ok=True)
     return 0
+
+
+def _evaluate_in_chunks(model, tokenizer, questions, opts, formats, mesh, sidecar: Path, header: dict, resume: bool,
+                        chunk: int):
+    """evaluate_questions, ``chunk`` questions at a time, each chunk's records appended to ``sidecar``."""
+    from jaxsafe.evals.mcq import evaluate_questions, summarize
+    from jaxsafe.io import atomic_write_text
+
+    done: list[dict] = []
+    if resume and sidecar.exists():
+        lines = sidecar.read_text().splitlines()
+        try:
+            stored = json.loads(lines[0]) if lines else None
+        except ValueError:
+            stored = None
+        if stored is not None and stored != header:
+            key = next(k for k in header if stored.get(k) != header[k])
+            raise UserError(f"the interrupted evaluation in {sidecar} differs ({key}: {stored.get(key)!r} there, "
+                            f"{header[key]!r} now); drop --resume to start afresh")
+        for line in lines[1:]:
+            try:
+                done.append(json.loads(line))
+            except ValueError:  # the last line of a killed append
+                break
+    atomic_write_text(sidecar, "".join(json.dumps(r) + "\n" for r in [header, *done]))
+    with open(sidecar, "a") as f:
+        for start in range(len(done), len(questions), chunk):
+            _, records = evaluate_questions(model, tokenizer, questions[start:start + chunk], opts, formats=formats,
+                                            mesh=mesh)
+            for r in records:
+                r["index"] += start
+            f.write("".join(json.dumps(r) + "\n" for r in records))
+            f.flush()
+            os.fsync(f.fileno())
+            done += records
+    return summarize(done, formats), done
 
 
 def run_ppl(args: argparse.Namespace) -> int:

@@ -1,7 +1,7 @@
 """Bad inputs to ``jaxsafe eval mcq`` / ``eval ppl``: caught before the model is loaded."""
 
 import pytest
-from conftest import assert_bad
+from climatrix import assert_bad
 
 OK = ["--model", "model_ok", "--data", "q.jsonl"]
 
@@ -25,6 +25,7 @@ CASES = {
     "ppl data empty": (["ppl", "--model", "model_ok", "--data", "empty.jsonl"], ["empty.jsonl"]),
     "ppl no such field": (["ppl", "--model", "model_ok", "--data", "texts.jsonl", "--field", "body"], ["texts.jsonl", "body"]),
     "missing --model": (["mcq", "--data", "q.jsonl"], ["--model"]),
+    "resume without out": (["mcq", *OK, "--resume"], ["--resume", "--out"]),
 }
 
 

@@ -1,7 +1,7 @@
 """Bad inputs to ``jaxsafe partition``, ``jaxsafe order`` and ``jaxsafe graphs train``."""
 
 import pytest
-from conftest import assert_bad
+from climatrix import assert_bad
 
 PARTITION = {
     "zero parts": (["k4.edges", "--parts", "0"], ["--parts"]),

@@ -1,7 +1,7 @@
 """Bad inputs to ``jaxsafe safetywashing``, ``jaxsafe lm info``, ``jaxsafe demo`` and the top level."""
 
 import pytest
-from conftest import assert_bad
+from climatrix import assert_bad
 
 CASES = {
     "sw scores missing": (["safetywashing", "--scores", "nope.csv"], ["--scores", "nope.csv"]),

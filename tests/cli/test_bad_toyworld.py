@@ -1,7 +1,7 @@
 """Bad inputs to ``jaxsafe toyworld build``: one line, exit 2, nothing at --out touched."""
 
 import pytest
-from conftest import TINY_WORLD, assert_bad
+from climatrix import TINY_WORLD, assert_bad
 
 T = str(TINY_WORLD)
 

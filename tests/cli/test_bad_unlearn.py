@@ -1,7 +1,7 @@
 """Bad inputs to ``jaxsafe unlearn rmu``: caught before any model is loaded."""
 
 import pytest
-from conftest import assert_bad
+from climatrix import assert_bad
 
 W = ["world=world"]
 

@@ -5,7 +5,7 @@ import sys
 import time
 
 import pytest
-from conftest import cli_env
+from climatrix import cli_env
 
 HEAVY = ("jax", "flax", "transformers", "datasets", "pandas", "scipy", "torch", "optax", "orbax")
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import TINY_WORLD, cli_env, run_cli, snapshot
+from climatrix import TINY_WORLD, cli_env, run_cli, snapshot
 
 QUESTIONS = [{"question": f"Which route does strain {i} use?", "choices": ["one", "two", "three", "four"],
               "answer": i % 4} for i in range(400)]
@@ -119,21 +119,25 @@ def test_unlearn_rmu_killed_then_resumed(tmp_path, tiny_lm):
     assert not (tmp_path / ".run.partial").exists()
 
 
-def test_eval_mcq_out_killed_then_rerun(tmp_path, tiny_lm):
+def test_eval_mcq_out_killed_then_resumed(tmp_path, tiny_lm):
     (tmp_path / "q.jsonl").write_text("".join(json.dumps(q) + "\n" for q in QUESTIONS))
     (tmp_path / "results.json").write_text('{"previous": true}\n')
+    sidecar = tmp_path / ".results.json.partial.jsonl"
     args = ["eval", "mcq", "--model", tiny_lm, "--data", "q.jsonl", "--batch-size", "1", "--out", "results.json",
             "--predictions", "pred.jsonl"]
     proc = start(args, tmp_path)
-    t0 = time.monotonic()
-    kill_when(proc, lambda: time.monotonic() - t0 > 8.0)  # loading, compiling or scoring 2,000 requests one by one
+    kill_when(proc, lambda: sidecar.exists() and len(sidecar.read_text().splitlines()) > 1)  # a chunk is scored
     assert (tmp_path / "results.json").read_text() == '{"previous": true}\n'
     assert not (tmp_path / "pred.jsonl").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
-    r = run_cli(args, tmp_path)  # an evaluation has no state to resume: the rerun finishes it
+    scored = [json.loads(line) for line in sidecar.read_text().splitlines()[1:] if line.endswith("}")]
+    r = run_cli(args + ["--resume"], tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     assert json.loads((tmp_path / "results.json").read_text())["n"] == len(QUESTIONS)
-    assert len((tmp_path / "pred.jsonl").read_text().splitlines()) == len(QUESTIONS)
+    predictions = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert [p["index"] for p in predictions] == list(range(len(QUESTIONS)))
+    assert predictions[:len(scored)] == scored  # kept from the interrupted run, not scored again
+    assert not sidecar.exists()
 
 
 def test_lm_info_accepts_the_folder_or_its_config_json(tmp_path, tiny_lm):
