@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import struct
 from pathlib import Path
 from typing import Any, Mapping
@@ -306,15 +307,15 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, tokenizer=None,
     """Write ``model`` as a Hugging Face directory (config.json, safetensors, index when sharded).
 
     transformers' ``AutoModelForCausalLM``, lm-evaluation-harness and vLLM read the
-    result. Tensors keep the model's parameter dtype. Each file is written atomically.
+    result. Tensors keep the model's parameter dtype. The directory is built aside
+    (``.NAME.partial``, with copies of any other files a previous ``path`` held) and
+    renamed into place, so a killed save leaves the previous directory intact.
     """
     path = Path(path)
     tensors = model_tensors(model)
     dtypes = {a.dtype for a in tensors.values()}
     hf = model.config.to_hf()
     hf.dtype = str(jnp.dtype(dtypes.pop())) if len(dtypes) == 1 else "float32"
-    path.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path / "config.json", hf.to_dict())
     shards: list[dict[str, np.ndarray]] = [{}]
     size = 0
     for name, array in tensors.items():
@@ -323,20 +324,35 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, tokenizer=None,
             size = 0
         shards[-1][name] = array
         size += array.nbytes
-    for stale in [*path.glob("model*.safetensors"), path / INDEX_FILE]:
-        stale.unlink(missing_ok=True)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"save_pretrained: path {path} is a file, not a directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    work, old = path.parent / f".{path.name}.partial", path.parent / f".{path.name}.old"
+    if old.exists() and not path.exists():  # a kill between the two renames below: put it back
+        os.replace(old, path)
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    if path.is_dir():  # keep what else the directory held (README, generation_config, ...), not old weights
+        shutil.copytree(path, work, ignore=lambda _d, names: [n for n in names if n == INDEX_FILE or
+                                                              (n.startswith("model") and n.endswith(".safetensors"))])
+    work.mkdir(exist_ok=True)
+    atomic_write_json(work / "config.json", hf.to_dict())
     if len(shards) == 1:
-        atomic_write_bytes(path / "model.safetensors", encode_safetensors(shards[0]))
+        atomic_write_bytes(work / "model.safetensors", encode_safetensors(shards[0]))
     else:
         weight_map = {}
         for k, shard in enumerate(shards, 1):
             fname = f"model-{k:05d}-of-{len(shards):05d}.safetensors"
-            atomic_write_bytes(path / fname, encode_safetensors(shard))
+            atomic_write_bytes(work / fname, encode_safetensors(shard))
             weight_map.update(dict.fromkeys(shard, fname))
-        atomic_write_json(path / INDEX_FILE, {"metadata": {"total_size": sum(a.nbytes for a in tensors.values())},
+        atomic_write_json(work / INDEX_FILE, {"metadata": {"total_size": sum(a.nbytes for a in tensors.values())},
                                               "weight_map": weight_map})
     if tokenizer is not None:
-        tokenizer.save_pretrained(str(path))
+        tokenizer.save_pretrained(str(work))
+    if path.exists():
+        os.replace(path, old)
+    os.replace(work, path)
+    shutil.rmtree(old, ignore_errors=True)
     return path
 
 

@@ -112,3 +112,28 @@ def test_sharded_index_naming_a_missing_file_is_a_user_error(saved, tmp_path):
     shutil.move(files[1], tmp_path / "elsewhere.safetensors")
     with pytest.raises(UserError, match=f"{files[1].name}.*missing"):
         from_pretrained(tmp_path / "sharded")
+
+
+def test_an_interrupted_save_leaves_the_previous_directory_intact(saved, tmp_path, monkeypatch):
+    import jaxsafe.lm.checkpoint as checkpoint
+
+    model, directory = saved
+    (directory / "README.md").write_text("notes")
+    before = {p.name: p.read_bytes() for p in directory.iterdir()}
+    other = Decoder(CONFIG, rngs=nnx.Rngs(5))
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt  # stands in for a kill while the weights are written
+
+    monkeypatch.setattr(checkpoint, "encode_safetensors", killed)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(other, directory)
+    assert {p.name: p.read_bytes() for p in directory.iterdir()} == before
+    monkeypatch.undo()
+    save_pretrained(other, directory, max_shard_bytes=10_000)  # replaces the half-built copy too
+    assert (directory / "README.md").read_text() == "notes" and not (directory / "model.safetensors").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    ids = np.arange(20).reshape(2, 10) % 96
+    np.testing.assert_array_equal(from_pretrained(directory)(ids), other(ids))
+    with pytest.raises(UserError, match="is a file"):
+        save_pretrained(other, directory / "README.md")
