@@ -242,8 +242,7 @@ class Decoder(nnx.Module):
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, embedding_init=_INIT,
                                       embedding_metadata=_axes("vocab", "embed"), rngs=rngs, **kw)
-        # Layers are built one by one (the random stream of an unstacked model, layer after
-        # layer) and then stacked.
+        # Built one by one, then stacked: a seed gives the weights it gave before layers were stacked.
         self.layers = stack_modules([DecoderLayer(config, rngs=rngs, **kw) for _ in range(config.num_layers)])
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
         if not config.tie_word_embeddings:
