@@ -13,7 +13,9 @@ projections); :func:`param_shardings` / :func:`shard_params` read it.
 :data:`DEFAULT_RULES` maps logical names to mesh axes. A dimension that a mesh axis
 does not divide is left replicated instead of failing, so tiny test models shard too.
 Multi-host runs call :func:`initialize_distributed` once, before anything else
-touches JAX.
+touches JAX (``jaxsafe --coordinator HOST:PORT --num-processes N --process-id I ...``
+does it for the command line); every process then runs the same program, and
+:func:`is_primary` decides which one writes files.
 """
 
 from __future__ import annotations
@@ -170,5 +172,35 @@ def initialize_distributed(
     """
     explicit = coordinator_address is not None or num_processes is not None
     if explicit or os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("SLURM_JOB_ID") or os.environ.get("TPU_WORKER_HOSTNAMES"):
+        # CPU processes exchange collectives through gloo (GPU and TPU use their own transport)
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
         jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
     return jax.process_count() > 1
+
+
+def is_primary() -> bool:
+    """Whether this process writes the job's files (process 0; always true in a one-process job).
+
+    Every process runs the same program on its part of the data; checkpoints are
+    written by all of them together (orbax), everything else by the primary alone.
+    """
+    return jax.process_index() == 0
+
+
+def data_parallel_mesh(count: int) -> Mesh | None:
+    """A mesh with ``count`` devices on its ``data`` axis (-1: every device of every process),
+    or None for one device."""
+    total = jax.device_count()
+    count = total if count == -1 else count
+    if count == 1:
+        return None
+    if count < 1 or count > total:
+        raise UserError(f"data_parallel={count}: {total} devices available")
+    if jax.process_count() > 1 and count != total:
+        raise UserError(f"data_parallel={count}: a multi-process run uses every device (data_parallel=-1 or {total})")
+    return make_mesh(data=count, devices=jax.devices()[:count])
+
+
+def replicate(tree: Any, mesh: Mesh | None) -> Any:
+    """``tree`` copied whole onto every device of ``mesh`` (unchanged without a mesh)."""
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, P()))

@@ -9,6 +9,9 @@ A run directory holds::
                        only the last ``keep`` are kept
     results.json       the final results, written atomically at the end
 
+In a multi-process job every process runs the loop; checkpoints are written by all
+of them together (orbax), the other files by the primary process alone.
+
 :func:`train_loop` makes runs resumable *exactly*: the batch of step ``k`` must be a
 pure function of ``k`` (``batch_fn(k)``) and every random draw must come from keys in
 the state, so a run killed at any moment and resumed from its last checkpoint ends
@@ -31,6 +34,7 @@ from tqdm.auto import tqdm
 from jaxsafe.config import dump_config
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json, atomic_write_text
+from jaxsafe.parallel import is_primary
 
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
@@ -62,9 +66,12 @@ class RunDir:
 
     # -- config, metrics, results -------------------------------------------------
     def save_config(self, cfg: Any) -> None:
-        atomic_write_text(self.path / "config.yaml", dump_config(cfg))
+        if is_primary():
+            atomic_write_text(self.path / "config.yaml", dump_config(cfg))
 
     def log(self, step: int, **metrics: Any) -> None:
+        if not is_primary():
+            return
         row = {"step": int(step), **{k: _to_python(v) for k, v in metrics.items()}}
         with open(self.path / METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -76,7 +83,10 @@ class RunDir:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def write_results(self, results: Mapping[str, Any]) -> Path:
-        return atomic_write_json(self.path / RESULTS, dict(results))
+        path = self.path / RESULTS
+        if is_primary():
+            atomic_write_json(path, dict(results))
+        return path
 
     # -- checkpoints ----------------------------------------------------------------
     def latest_step(self) -> int | None:
@@ -125,8 +135,9 @@ class RunDir:
 
     def truncate_metrics(self, step: int) -> None:
         """Drop metric rows logged at or after ``step`` (they are recomputed on resume)."""
-        rows = [r for r in self.metrics() if r["step"] < step]
-        atomic_write_text(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
+        if is_primary():
+            rows = [r for r in self.metrics() if r["step"] < step]
+            atomic_write_text(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def train_loop(

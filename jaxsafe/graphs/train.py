@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from jaxsafe.graphs.batching import PaddedLevel, bucket, group_sizes, pad_levels
 from jaxsafe.graphs.coarsen import build_hierarchy
@@ -48,7 +48,7 @@ from jaxsafe.graphs.partition import bisect, evaluate
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json
 from jaxsafe.optim.factory import make_optimizer
-from jaxsafe.parallel import make_mesh, shard_batch
+from jaxsafe.parallel import data_parallel_mesh, replicate, shard_batch
 from jaxsafe.runs import RunDir, train_loop
 from jaxsafe.train import init_state, make_step
 
@@ -96,15 +96,13 @@ def make_batches(graphs: list[_Graph], phase: PhaseConfig, features) -> list[tup
 
 def data_mesh(cfg: TrainConfig) -> Mesh | None:
     """The data-parallel mesh of ``cfg.data_parallel`` devices (None for one device)."""
-    count = jax.device_count() if cfg.data_parallel == -1 else cfg.data_parallel
-    if count == 1:
-        return None
-    if count < 1 or count > jax.device_count():
-        raise UserError(f"data_parallel={cfg.data_parallel}: {jax.device_count()} devices available")
-    for name, phase in (("embedding", cfg.embedding), ("partition", cfg.partition)):
-        if phase.accumulate % count:
-            raise UserError(f"{name}.accumulate={phase.accumulate} is not a multiple of data_parallel={count}")
-    return make_mesh(data=count, devices=jax.devices()[:count])
+    mesh = data_parallel_mesh(cfg.data_parallel)
+    if mesh is not None:
+        count = mesh.shape["data"]
+        for name, phase in (("embedding", cfg.embedding), ("partition", cfg.partition)):
+            if phase.accumulate % count:
+                raise UserError(f"{name}.accumulate={phase.accumulate} is not a multiple of data_parallel={count}")
+    return mesh
 
 
 def _train_phase(run: RunDir, module: nnx.Module, loss_one, batches: list, phase: PhaseConfig,
@@ -125,9 +123,7 @@ def _train_phase(run: RunDir, module: nnx.Module, loss_one, batches: list, phase
         batch = batches[order[k % steps_per_epoch]]
         return batch if mesh is None else shard_batch(batch, mesh)
 
-    state = init_state(params, optimizer)
-    if mesh is not None:
-        state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+    state = replicate(init_state(params, optimizer), mesh)
     state = train_loop(run, state, lambda s, b: step(s, b, None), batch_fn, steps,
                        checkpoint_every=cfg.checkpoint_every, desc=desc)
     return nnx.merge(graphdef, state.params)

@@ -66,6 +66,8 @@ class RMUConfig:
     authors_convention: bool = False
     checkpoint_every: int = field(50, ge=1)
     max_rows: int = field(0, ge=0)
+    # devices each batch is split over (mesh "data" axis); -1: every device of every process
+    data_parallel: int = field(1, ge=1, also=(-1,))
 
     def update_selector(self) -> str:
         return self.update or f"layers.{max(self.layer - 2, 0)}-{self.layer}.mlp.down_proj"

@@ -28,12 +28,17 @@ def evaluate_sets(model, tokenizer, sets: tuple[EvalSet, ...], batch_size: int, 
 
 
 def unlearn_and_evaluate(cfg: RMUConfig, out: Path, *, resume: bool = False) -> dict:
-    """Run RMU with ``cfg`` into the run directory ``out``; returns (and writes) results.json's content."""
+    """Run RMU with ``cfg`` into the run directory ``out``; returns (and writes) results.json's content.
+
+    In a multi-process job (``data_parallel=-1`` across processes) every process trains
+    and evaluates; only the primary writes ``before.json``, the model and the results.
+    """
     import jax.numpy as jnp
 
     from jaxsafe.errors import UserError
     from jaxsafe.io import atomic_write_json
     from jaxsafe.lm.checkpoint import from_pretrained, load_tokenizer, save_pretrained
+    from jaxsafe.parallel import is_primary
     from jaxsafe.runs import RunDir
     from jaxsafe.unlearn.rmu import train_rmu
     from jaxsafe.unlearn.world import resolve_world
@@ -52,12 +57,14 @@ def unlearn_and_evaluate(cfg: RMUConfig, out: Path, *, resume: bool = False) -> 
         before = json.loads(before_path.read_text())
     else:
         before = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size, cfg.eval_format)
-        atomic_write_json(before_path, before)
+        if is_primary():
+            atomic_write_json(before_path, before)
     t_train = time.perf_counter()
     model = train_rmu(cfg, model, tokenizer, run)
     train_seconds = time.perf_counter() - t_train
     after = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size, cfg.eval_format)
-    save_pretrained(model, run.path / "model", tokenizer=tokenizer)
+    if is_primary():
+        save_pretrained(model, run.path / "model", tokenizer=tokenizer)
     results = {
         "before": {k: v["acc"] for k, v in before.items()},
         "after": {k: v["acc"] for k, v in after.items()},

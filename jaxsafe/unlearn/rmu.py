@@ -28,6 +28,7 @@ from jaxsafe.data.batching import batch_indices
 from jaxsafe.data.text import load_texts, truncated_rows
 from jaxsafe.errors import UserError
 from jaxsafe.optim.factory import make_optimizer
+from jaxsafe.parallel import data_parallel_mesh, replicate, shard_batch
 from jaxsafe.train import LossFn, Selection, init_state, make_step, select
 from jaxsafe.unlearn.config import RMUConfig, Topic
 from jaxsafe.unlearn.losses import control_vectors, rmu_loss
@@ -111,6 +112,9 @@ def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
     from jaxsafe.runs import train_loop
 
     problem = prepare(cfg, model, tokenizer)
+    mesh = data_parallel_mesh(cfg.data_parallel)
+    if mesh is not None and cfg.batch_size % mesh.shape["data"]:
+        raise UserError(f"batch_size={cfg.batch_size} is not a multiple of data_parallel={mesh.shape['data']}")
     optimizer = make_optimizer(cfg.optimizer, cfg.steps)
     loss_fn = rmu_objective(problem.graphdef, problem.selection, cfg.layer, cfg.steering_coef, cfg.alpha,
                             cfg.authors_convention)
@@ -119,11 +123,17 @@ def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
     # Selection.merge casts them to the model's dtype for the forward pass
     state = init_state(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), problem.selection.split(problem.params)),
                        optimizer)
-    frozen = problem.frozen()
+    # data parallelism: state and frozen weights on every device, each batch split over them
+    state, frozen = replicate((state, problem.frozen()), mesh)
 
-    def step_fn(state, batch):
-        return step(state, batch, frozen)
+    def batch_fn(k):
+        batch = rmu_batch(problem, k, cfg.batch_size, cfg.seed)
+        if mesh is None:
+            return batch
+        topic = batch.pop("topic")
+        return {**shard_batch(batch, mesh), "topic": replicate(topic, mesh)}
 
-    state = train_loop(run, state, step_fn, lambda k: rmu_batch(problem, k, cfg.batch_size, cfg.seed), cfg.steps,
+    state = train_loop(run, state, lambda s, b: step(s, b, frozen), batch_fn, cfg.steps,
                        checkpoint_every=cfg.checkpoint_every, desc="rmu")
-    return nnx.merge(problem.graphdef, problem.selection.merge(state.params, problem.params))
+    trained = jax.device_get(state.params)  # replicated: every process holds all of it
+    return nnx.merge(problem.graphdef, problem.selection.merge(trained, problem.params))

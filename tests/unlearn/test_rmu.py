@@ -10,31 +10,17 @@ import pytest
 from flax import nnx
 
 from jaxsafe.cli import main
-from jaxsafe.lm.checkpoint import save_pretrained
-from jaxsafe.lm.config import DecoderConfig
-from jaxsafe.lm.model import Decoder
-from jaxsafe.toyworld.tokenizer import train_tokenizer
 from jaxsafe.unlearn.losses import control_vectors, rmu_loss
 from jaxsafe.optim.config import OptimizerConfig
 from jaxsafe.optim.factory import make_optimizer
 from jaxsafe.train import init_state, make_step, select
 from jaxsafe.unlearn.rmu import rmu_objective
 
-FORGET = [f"the pathogen strain {i} spreads by route {i % 5} and infects cells of type {i % 7}" for i in range(40)]
-RETAIN = [f"the river {i} flows through the valley of {i % 9} towards the sea number {i % 4}" for i in range(40)]
-LAYER = 2
-
+from rmu_inputs import FORGET, LAYER, RETAIN, make_tokenizer, tiny_model, write_rmu_inputs
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return train_tokenizer(FORGET + RETAIN, vocab_size=300)
-
-
-def tiny_model(tokenizer, seed=0):
-    cfg = DecoderConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_layers=4, num_heads=4,
-                        num_kv_heads=2, head_dim=8, max_position_embeddings=64, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    return Decoder(cfg, rngs=nnx.Rngs(seed))
+    return make_tokenizer()
 
 
 def batch(tokenizer, n=4, length=24):
@@ -61,7 +47,7 @@ class ObjectiveTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_objective_matches_the_loss_computed_from_the_model(self):
-        tok = train_tokenizer(FORGET + RETAIN, vocab_size=300)
+        tok = make_tokenizer()
         model = tiny_model(tok)
         graphdef, params = nnx.split(model)
         selection = select(params, f"layers.{LAYER - 2}-{LAYER}.mlp.down_proj")
@@ -179,20 +165,7 @@ def test_rmu_matches_a_pytorch_implementation_the_authors_way(tmp_path):
 
 
 def test_cli_end_to_end_and_resume(tokenizer, tmp_path, capsys):
-    model_dir = tmp_path / "model"
-    save_pretrained(tiny_model(tokenizer), model_dir, tokenizer=tokenizer)
-    for name, texts in (("forget", FORGET), ("retain", RETAIN)):
-        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-    mcq = [{"question": f"Which route does strain {i} use?", "choices": ["1", "2", "3", "4"], "answer": i % 4} for i in range(12)]
-    (tmp_path / "hazard.jsonl").write_text("".join(json.dumps(q) + "\n" for q in mcq))
-    cfg = tmp_path / "rmu.yaml"
-    cfg.write_text(
-        f"model: {model_dir}\n"
-        f"forget:\n  - {{name: hazard, data: {tmp_path / 'forget.jsonl'}, max_length: 24}}\n"
-        f"retain: {{name: retain, data: {tmp_path / 'retain.jsonl'}, max_length: 24}}\n"
-        f"evals:\n  - {{name: hazard, data: {tmp_path / 'hazard.jsonl'}, subject: pathogens}}\n"
-        "layer: 2\nsteps: 6\nbatch_size: 4\noptimizer: {lr: 1.0e-3}\ncheckpoint_every: 3\nsteering_coef: 5.0\nalpha: 10.0\n"
-    )
+    cfg = write_rmu_inputs(tmp_path, tokenizer)
     out = tmp_path / "run"
     assert main(["unlearn", "rmu", "--config", str(cfg), "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
