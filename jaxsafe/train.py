@@ -134,7 +134,12 @@ class Selection:
     parts: tuple[tuple[tuple, tuple[int, int] | None], ...]
 
     def split(self, params: nnx.State) -> nnx.State:
-        """The trainable subset of ``params`` (sliced where a layer range was selected)."""
+        """The trainable subset of ``params`` (sliced where a layer range was selected).
+
+        Whole arrays (and a range covering the whole layer axis) are the same buffers as
+        in ``params``: copy them before donating the subset to a step that also reads
+        ``params``.
+        """
         parts = dict(self.parts)
         chosen = []
         for path, var in nnx.to_flat_state(params):

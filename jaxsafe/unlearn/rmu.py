@@ -119,10 +119,11 @@ def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
     loss_fn = rmu_objective(problem.graphdef, problem.selection, cfg.layer, cfg.steering_coef, cfg.alpha,
                             cfg.authors_convention)
     step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
-    # f32 master copies of the (small) trainable subset, whatever the model's dtype;
-    # Selection.merge casts them to the model's dtype for the forward pass
-    state = init_state(jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), problem.selection.split(problem.params)),
-                       optimizer)
+    # f32 master copies of the (small) trainable subset, whatever the model's dtype (copies:
+    # the step donates its state, and a whole-array selection would otherwise share the
+    # frozen buffer); Selection.merge casts them to the model's dtype for the forward pass
+    state = init_state(jax.tree.map(lambda x: jnp.array(x, jnp.float32, copy=True),
+                                    problem.selection.split(problem.params)), optimizer)
     # data parallelism: state and frozen weights on every device, each batch split over them
     state, frozen = replicate((state, problem.frozen()), mesh)
 
