@@ -26,6 +26,9 @@ CASES = {
     "interrupted world, other config": (["--out", "tw2", "--config", T, "--resume", "train.steps=7"], ["train.steps"]),
     "seed not an integer": (["--out", "new", "--seed", "x"], ["--seed"]),
     "missing --out": (["--config", T], ["--out"]),
+    "vocabulary too small": (["--out", "new", "--config", T, "vocab_size=10"], ["vocab_size", ">= 64"]),
+    "zero eval batch": (["--out", "new", "--config", T, "eval_batch_size=0"], ["eval_batch_size"]),
+    "override without =": (["--out", "new", "--config", T, "train.steps"], ["train.steps", "key=value"]),
 }
 
 
