@@ -268,6 +268,11 @@ def run_attacks(target: Target, attacks: Sequence[AttackConfig], corpora: Attack
                 sets: dict[str, QuestionArrays], *, vmap: bool = True, log=None) -> dict:
     """Every attack of ``attacks`` against ``target``: {"before": {set: acc}, "attacks": [per attack]},
     in the order given; each attack's curve starts with the shared step-0 accuracy."""
+    n_layers = target.model().config.num_layers
+    for a in attacks:  # fail before hours of attacks, not after
+        if a.kind == "ablation" and not 0 <= a.ablation_layer < n_layers:
+            raise UserError(f"attack {a.name!r}: ablation_layer {a.ablation_layer} is outside the model's {n_layers} "
+                            f"layers (0-{n_layers - 1}); override it, e.g. ablation_layer=0")
     before = evaluate_target(target, sets)
     results: dict[int, dict] = {}
     for group in group_attacks(attacks):
