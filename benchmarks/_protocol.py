@@ -46,6 +46,22 @@ def add_arguments(parser) -> None:
                              "(it is then marked \"loaded\": true)")
 
 
+def add_cpu_time_argument(parser) -> None:
+    """Adds ``--cpu-time``: time calls by this process's CPU seconds instead of wall seconds.
+
+    For comparing two versions of OUR code on a loaded machine: CPU time barely moves
+    with other jobs' load (wall time moved up to 10× at load 20), but it counts threads
+    that spin while waiting, so it is no speed figure and not for comparing frameworks
+    with different threading (JAX vs PyTorch).
+    """
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time by process CPU seconds (A/B of our code under load; not a speed figure)")
+
+
+def clock(cpu_time: bool) -> Callable[[], float]:
+    return time.process_time if cpu_time else time.perf_counter
+
+
 def _busy_seconds() -> float | None:
     """CPU seconds all processes have spent busy since boot (Linux), or None."""
     try:

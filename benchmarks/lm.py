@@ -41,7 +41,8 @@ import optax
 from flax import nnx
 
 from _protocol import Monitor, add_arguments, format_ratio, interleaved, ratio, write_results
-from jaxsafe.lm import DecoderConfig, count_parameters, from_pretrained, init_train_state, lm_loss_fn, make_train_step
+from jaxsafe.lm import DecoderConfig, count_parameters, from_pretrained, lm_loss_fn
+from jaxsafe.train import init_state, make_step, model_loss
 
 RESULTS = Path(__file__).resolve().parent / "results" / "lm.json"
 
@@ -120,9 +121,10 @@ def speed(args) -> dict:
     max_diff = float(np.max(np.abs(np.asarray(ours_logits) - theirs_logits)))
 
     # training step: full fine-tuning, AdamW
-    optimizer = optax.adamw(1e-4)
-    graphdef, train_state = init_train_state(model, optimizer)
-    step = make_train_step(graphdef, lm_loss_fn, optimizer)
+    optimizer = optax.with_extra_args_support(optax.adamw(1e-4))
+    graphdef, params = nnx.split(model)
+    train_state = init_state(params, optimizer)
+    step = jax.jit(make_step(model_loss(graphdef, None, lm_loss_fn), optimizer), donate_argnums=0)
     batch = {"input_ids": jnp.asarray(ids), "attention_mask": jnp.asarray(mask), "loss_mask": jnp.asarray(mask)}
     start = time.perf_counter()
     train_state, metrics = step(train_state, batch)

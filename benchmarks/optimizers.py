@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from _protocol import Monitor, add_arguments, interleaved, ratio, write_results
+from _protocol import Monitor, add_arguments, add_cpu_time_argument, clock, interleaved, ratio, write_results
 from jaxsafe.optim.ecdsep import EcdsepState, ecdsep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def memory_passes(hlo: str, big: int) -> float:
     return moved / big
 
 
-def cost(rounds: int):
+def cost(rounds: int, cpu_time: bool = False):
     """One jitted, donated update + apply_updates per optimizer on ~10M parameters.
 
     Timed in interleaved rounds (every optimizer once per round, the order rotating),
@@ -244,9 +244,9 @@ def cost(rounds: int):
         return call
 
     # settle: the timed call follows an untimed call of its own kind, not the previous optimizer's
-    times = interleaved({name: one_step(name) for name in opts}, rounds, settle=True)
+    times = interleaved({name: one_step(name) for name in opts}, rounds, settle=True, clock=clock(cpu_time))
     rel = {k: ratio(v, times["adam"]) for k, v in times.items()}
-    return {"n_params": n, "rounds": rounds, "median_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()},
+    return {"n_params": n, "rounds": rounds, "clock": "process CPU time" if cpu_time else "wall", "median_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()},
             "relative_to_adam": {k: r["median"] for k, r in rel.items()},
             "relative_to_adam_q25_q75": {k: [r["q25"], r["q75"]] for k, r in rel.items()},
             "relative_to_adam_spread": rel,
@@ -282,6 +282,7 @@ def main():
     ap.add_argument("--cost-only", action="store_true", help="only the update cost (no quality sweep, no plot)")
     ap.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 20, 5 with --quick)")
     add_arguments(ap)
+    add_cpu_time_argument(ap)
     args = ap.parse_args()
     monitor = Monitor()
     t0 = time.perf_counter()
@@ -290,7 +291,7 @@ def main():
         print("quality (best lr per optimizer, mean ± std over seeds 0,1,2):")
         results, curves = quality(args.quick)
     print("cost (one jitted update on ~10M parameters):")
-    c = cost(args.rounds or (5 if args.quick else 20))
+    c = cost(args.rounds or (5 if args.quick else 20), args.cpu_time)
     wall = time.perf_counter() - t0
 
     names = list(optimizers())
@@ -309,7 +310,7 @@ def main():
           f"target ≤ 1.5× on an idle machine: {'met' if r['median'] <= 1.5 else 'NOT met'}")
     print(f"wall time {wall:.0f} s")
 
-    flags = (" --quick" if args.quick else "") + (" --cost-only" if args.cost_only else "") + (f" --rounds {args.rounds}" if args.rounds else "")
+    flags = (" --quick" if args.quick else "") + (" --cost-only" if args.cost_only else "") + (f" --rounds {args.rounds}" if args.rounds else "") + (" --cpu-time" if args.cpu_time else "")
     name = "optimizers_cost.json" if args.cost_only else ("optimizers_quick.json" if args.quick else "optimizers.json")
     out = ROOT / "benchmarks" / "results" / name
     write_results(out, {"command": "python benchmarks/optimizers.py" + flags,
