@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "jaxsafe.lm.cli",
     "jaxsafe.graphs.cli",
     "jaxsafe.tamper.cli",
+    "jaxsafe.plan",
 )
 
 

@@ -196,7 +196,7 @@ def select(params: nnx.State | nnx.Module, selection: str | Sequence[str]) -> Se
             if not ok:
                 continue
             name = ".".join(map(str, path))
-            shape = var[...].shape
+            shape = tuple(var.shape)  # also for abstract (ShapeDtypeStruct) states
             if rows is not None and (not shape or rows[1] > shape[0]):
                 raise UserError(f"parameter selection {pattern!r}: rows {rows[0]}-{rows[1] - 1} are outside "
                                 f"{name} of shape {tuple(shape)}")
