@@ -10,6 +10,7 @@ naming the source.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from jaxsafe.errors import UserError
@@ -49,6 +50,9 @@ def load_rows(source: str | Path, config: str | None = None, split: str | None =
     ds_logging.disable_progress_bar()  # "Generating split" bars would break the one-line error contract
     verbosity = ds_logging.get_verbosity()
     ds_logging.set_verbosity(ds_logging.CRITICAL)  # it logs parse errors on stderr before raising them
+    hub_logger = logging.getLogger("huggingface_hub")
+    hub_level = hub_logger.level
+    hub_logger.setLevel(logging.CRITICAL)  # and the hub client logs each failed request (offline) on stderr
     try:
         if files is not None:
             builders = {BUILDERS[p.suffix] for p in files}
@@ -71,6 +75,7 @@ def load_rows(source: str | Path, config: str | None = None, split: str | None =
         raise UserError(f"could not load dataset {where}: {first}") from None
     finally:
         ds_logging.set_verbosity(verbosity)
+        hub_logger.setLevel(hub_level)
         if bars_were_on:
             ds_logging.enable_progress_bar()
     return ds.to_list()

@@ -25,6 +25,7 @@ CASES = {
     "ppl data empty": (["ppl", "--model", "model_ok", "--data", "empty.jsonl"], ["empty.jsonl"]),
     "ppl no such field": (["ppl", "--model", "model_ok", "--data", "texts.jsonl", "--field", "body"], ["texts.jsonl", "body"]),
     "missing --model": (["mcq", "--data", "q.jsonl"], ["--model"]),
+    "hub dataset unreachable": (["mcq", "--model", "model_ok", "--data", "cais/wmdp", "--config", "wmdp-bio"], ["cais/wmdp"]),
     "resume without out": (["mcq", *OK, "--resume"], ["--resume", "--out"]),
 }
 
