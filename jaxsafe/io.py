@@ -170,14 +170,20 @@ class StagedDir:
 
     def __init__(self, out: str | os.PathLike, config_text: str, *, resume: bool = False,
                  overwrite: bool = False, what: str = "result", flag: str = "--out"):
-        self.out = check_output_dir(out, flag)
+        check_output_dir(out, flag)
+        self.out = Path(os.path.abspath(out))  # "." and "a/.." have no name of their own to put aside
         self.work = self.out.parent / f".{self.out.name}.partial"
         self.old = self.out.parent / f".{self.out.name}.old"
         self.config_text = config_text
         self.done = False
         self.resuming = False
+        shown = Path(out)
         self._recover()
         finished = self.out.is_dir() and any(self.out.iterdir())
+        if finished and not (self.out / CONFIG_FILE).exists():
+            # not an output of ours: never moved away or deleted, whatever the flags
+            raise UserError(f"{flag} {shown}: is a folder holding other files (no {CONFIG_FILE}); "
+                            f"choose a new or empty folder")
         if self.work.exists():
             if resume:
                 self._same_config(self.work, f"the interrupted {what} in {self.work}")
@@ -185,14 +191,14 @@ class StagedDir:
             elif overwrite:
                 shutil.rmtree(self.work)
             else:
-                raise UserError(f"{flag} {self.out}: an interrupted {what} is in {self.work}; pass resume=True (--resume) "
+                raise UserError(f"{flag} {shown}: an interrupted {what} is in {self.work}; pass resume=True (--resume) "
                                 f"to finish it or overwrite=True (--overwrite) to start afresh")
         elif finished:
-            if resume and (self.out / CONFIG_FILE).exists():
-                self._same_config(self.out, f"{self.out}")
+            if resume:
+                self._same_config(self.out, f"{shown}")
                 self.done = True
             elif not overwrite:
-                raise UserError(f"{flag} {self.out}: already holds a {what} (finished); pass resume=True (--resume) to reuse "
+                raise UserError(f"{flag} {shown}: already holds a {what} (finished); pass resume=True (--resume) to reuse "
                                 f"it (same config), overwrite=True (--overwrite) to replace it once the new one is complete, "
                                 f"or choose another {flag}")
 

@@ -18,6 +18,8 @@ CASES = {
     "missing config": (["--out", "new", "--config", "nope.yaml"], ["nope.yaml"]),
     "invalid yaml": (["--out", "new", "--config", "bad.yaml"], ["bad.yaml"]),
     "config is a list": (["--out", "new", "--config", "list.yaml"], ["list.yaml"]),
+    "out holds other files": (["--out", "outdir", "--config", T, "--overwrite"], ["outdir", "other files"]),
+    "out is the working folder": (["--out", ".", "--config", T, "--overwrite"], ["other files"]),
     "out is a file": (["--out", "out.json", "--config", T], ["--out", "out.json"]),
     "out through a file": (["--out", "out.json/world", "--config", T], ["out.json"]),
     "finished world, no flag": (["--out", "tw", "--config", T, "--seed", "5"], ["tw", "--resume", "--overwrite"]),

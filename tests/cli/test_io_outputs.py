@@ -61,3 +61,12 @@ def test_staged_dir_recovers_a_swap_killed_between_its_renames(tmp_path):
     (old / "config.yaml").write_text("seed: 0\n")
     StagedDir(tmp_path / "world", "seed: 0\n", resume=True)  # the previous output is put back first
     assert (tmp_path / "world" / "a.txt").read_text() == "previous" and not old.exists()
+
+
+def test_staged_dir_never_replaces_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "notes.txt").write_text("mine")
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(UserError, match="holding other files"):
+            StagedDir(tmp_path / "home", "seed: 0\n", **flags)
+    assert (tmp_path / "home" / "notes.txt").read_text() == "mine"
