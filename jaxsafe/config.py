@@ -149,6 +149,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterabl
     return _build(cls, data, origins, prefix="")
 
 
+def config_from_dict(cls: type[T], data: dict[str, Any], source: str = "<dict>") -> T:
+    """Build ``cls`` from a plain mapping (nested mappings for sections), with every check of
+    :func:`load_config`; ``source`` names the origin in error messages."""
+    import copy
+
+    return _build(cls, copy.deepcopy(dict(data)), _Origins(source, {}), prefix="")
+
+
 def config_to_dict(cfg: Any) -> dict[str, Any]:
     """A plain dict (tuples as lists) suitable for YAML/JSON."""
     return _plain(dataclasses.asdict(cfg))

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from jaxsafe.config import Range, check_ranges, field, load_config, range_of
+from jaxsafe.config import Range, check_ranges, config_from_dict, config_to_dict, field, load_config, range_of
 from jaxsafe.errors import UserError
 
 
@@ -95,3 +95,11 @@ def test_every_shipped_config_loads():
         assert paths
         for path in paths:
             check_ranges(load_config(cls, path))
+
+
+def test_config_from_dict_round_trips_and_checks():
+    cfg = load_config(Outer, None, ["steps=3", "inner.lr=0.25"])
+    assert config_from_dict(Outer, config_to_dict(cfg)) == cfg
+    assert config_from_dict(Outer, {"inner": {"warmup": 2}}).inner == Inner(lr=0.5, warmup=2, clip=2.0)
+    with pytest.raises(UserError, match=r"suite\.yaml attack 3: key 'steps' is 0, must be >= 1"):
+        config_from_dict(Outer, {"steps": 0}, source="suite.yaml attack 3")
