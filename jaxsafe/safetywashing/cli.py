@@ -119,7 +119,26 @@ def _clean(value):
 
 
 def write_outputs(result: Result, out: Path, scatter: list[str]) -> list[Path]:
-    """correlations.csv/.json, summary.json, capabilities_score.csv and the plots, all written atomically."""
+    """correlations.csv/.json, summary.json, capabilities_score.csv and the plots.
+
+    All are made in a temporary folder inside ``out`` and then renamed into it, so a
+    failure while making them (a plot, a full disk) leaves the previous set as it was.
+    """
+    import os
+    import tempfile
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out, prefix=".partial-") as tmp:
+        made = _write_outputs(result, Path(tmp), scatter)
+        written = []
+        for path in made:
+            os.replace(path, out / path.name)
+            written.append(out / path.name)
+    return written
+
+
+def _write_outputs(result: Result, out: Path, scatter: list[str]) -> list[Path]:
     import pandas as pd
 
     from jaxsafe.safetywashing import plots  # matplotlib only when writing plots
