@@ -28,14 +28,16 @@ from jaxsafe.lm.config import DecoderConfig
 GIB = 1024**3
 
 # The architectures of the papers' models (their config.json), so plans need no download.
+_YI_34B = DecoderConfig(vocab_size=64000, hidden_size=7168, intermediate_size=20480, num_layers=60, num_heads=56,
+                        num_kv_heads=8, head_dim=128, rope_theta=5000000.0, rms_norm_eps=1e-5,
+                        max_position_embeddings=4096)
 KNOWN_MODELS: dict[str, DecoderConfig] = {
     "HuggingFaceH4/zephyr-7b-beta": DecoderConfig(
         vocab_size=32000, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,
         head_dim=128, rope_theta=10000.0, rms_norm_eps=1e-5, sliding_window=4096, architecture="mistral",
         max_position_embeddings=32768),
-    "01-ai/Yi-34B": DecoderConfig(
-        vocab_size=64000, hidden_size=7168, intermediate_size=20480, num_layers=60, num_heads=56, num_kv_heads=8,
-        head_dim=128, rope_theta=5000000.0, rms_norm_eps=1e-5, max_position_embeddings=4096),
+    "01-ai/Yi-34B": _YI_34B,
+    "01-ai/Yi-34B-Chat": _YI_34B,
     "meta-llama/Meta-Llama-3-8B-Instruct": DecoderConfig(
         vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_layers=32, num_heads=32, num_kv_heads=8,
         head_dim=128, rope_theta=500000.0, rms_norm_eps=1e-5, max_position_embeddings=8192),
