@@ -136,18 +136,19 @@ def matmul_flops(cfg, tokens, seq) -> float:
     return 2 * 3 * tokens * (per_token + attention)
 
 
-def matmul_rate(n=1024, repeats=5) -> float:
+def matmul_rate(tick, n=1024, repeats=5) -> float:
+    """FLOPs per second (per CPU second with ``tick`` = process_time) of one n×n float32 matmul, best of repeats."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
-    best = min(_time(lambda: f(a).block_until_ready()) for _ in range(repeats))
+    best = min(_time(lambda: f(a).block_until_ready(), tick) for _ in range(repeats))
     return 2 * n**3 / best
 
 
-def _time(fn):
-    start = time.perf_counter()
+def _time(fn, tick=time.perf_counter):
+    start = tick()
     fn()
-    return time.perf_counter() - start
+    return tick() - start
 
 
 def trace_ops(step, live, batch, directory: Path, top: int = 15):
@@ -190,7 +191,7 @@ def main(argv=None) -> None:
         compile_s[name] = _time(fn)
     times = interleaved({name: fn for name, (fn, _) in sides.items()}, args.rounds, settle=True, clock=clock(args.cpu_time))
     med = {name: statistics.median(v) for name, v in times.items()}
-    rate = matmul_rate()
+    rate = matmul_rate(clock(args.cpu_time))
     flops = matmul_flops(cfg, tokens, args.seq)
     step_s = med["train step"]
     rows = []
