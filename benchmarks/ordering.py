@@ -16,6 +16,14 @@ benchmarks/results/ordering.json and prints a table.
 
     python benchmarks/ordering.py            # n = 3,000, 10,000, 50,000
     python benchmarks/ordering.py --quick    # n = 3,000 only
+    python benchmarks/ordering.py --rl       # paper B: nd-rl vs METIS NodeND on graph families
+
+``--rl`` (fill is the headline; writes benchmarks/results/ordering_rl.json): symbolic fill of
+METIS NodeND, MMD, nd-metis-bisect and nd-rl (leaf sizes in ``RL_LEAVES``) and the
+top-level separator's NS (METIS bisection + König cover, then the RL separator agent), on
+Delaunay graphs n = 10³…10⁴ (seeds 1, 2: seed 0 was used while tuning) and 2D/3D grids,
+Delaunay meshes with holes and random geometric graphs; nd-rl's time breakdown (separator
+calls, blocks, agent and leaf seconds). nd-rl runs once on a small graph first (compilation).
 """
 
 from __future__ import annotations
@@ -51,8 +59,9 @@ def run_graph(n: int, model) -> dict:
     adj, _ = delaunay(n, seed=0)
     rows = {}
     for method in METHODS:
-        first = timed(order, adj, method, model=model)[1] if method == "nd-gnn" else None
-        perm, seconds = timed(order, adj, method, model=model)
+        m = model if method == "nd-gnn" else None  # nd-rl: the shipped separator agent
+        first = timed(order, adj, method, model=m)[1] if method in ("nd-gnn", "nd-rl") else None
+        perm, seconds = timed(order, adj, method, model=m)
         symbolic, symbolic_s = timed(fill_in, adj, perm, engine="symbolic")
         if method == "natural" and n > SUPERLU_NATURAL_MAX:
             fill, engine, fill_s = symbolic, "symbolic", symbolic_s
@@ -91,19 +100,96 @@ def print_tables(graphs: list[dict]) -> None:
         print(line)
 
 
+RL_LEAVES = (100, 1000)
+
+
+def rl_graphs(quick: bool):
+    from jaxsafe.graphs.generators import delaunay_with_holes, grid2d, grid3d, random_geometric
+
+    for n in ((1000, 3000) if quick else (1000, 3000, 10000)):
+        for seed in (1, 2):
+            yield "delaunay", f"n={n} seed={seed}", delaunay(n, seed=seed)[0]
+    for nx in ((40,) if quick else (40, 100)):
+        yield "grid2d", f"{nx}x{nx}", grid2d(nx, nx)[0]
+    for nx in ((12,) if quick else (12, 20)):
+        yield "grid3d", f"{nx}^3", grid3d(nx, nx, nx)[0]
+    for n in ((3000,) if quick else (3000, 10000)):
+        yield "holes", f"n={n}", delaunay_with_holes(n, seed=n)[0]
+        yield "random-geometric", f"n={n}", random_geometric(n, seed=n)[0]
+
+
+def run_rl(args) -> None:
+    from jaxsafe.graphs.ordering import pattern, vertex_separator_from_bisection
+    from jaxsafe.graphs.baselines import metis_parts
+    from jaxsafe.graphs.rl_agents import ActorCritic
+    from jaxsafe.graphs.rl_drivers import refine_separators
+    from jaxsafe.graphs.partition import components
+
+    monitor = Monitor()
+    agent = ActorCritic.load(args.agent, task="separator")
+    warm, _ = delaunay(2000, seed=99)
+    order(warm, "nd-rl", model=agent)
+    ns = lambda x: np.sum(x == 2) * (1 / np.sum(x == 0) + 1 / np.sum(x == 1))  # noqa: E731
+    rows = []
+    for family, name, adj in rl_graphs(args.quick):
+        p = pattern(adj)
+        row = {"family": family, "graph": name, "n": int(p.shape[0])}
+        for method in ("metis", "mmd", "nd-metis-bisect"):
+            perm, sec = timed(order, p, method)
+            row[method] = fill_in(p, perm, engine="symbolic")
+            row[method + "_seconds"] = sec
+        for leaf in RL_LEAVES:
+            stats: dict = {}
+            perm, sec = timed(order, p, "nd-rl", model=agent, leaf_size=leaf, seconds=stats)
+            row[f"nd-rl/{leaf}"] = fill_in(p, perm, engine="symbolic")
+            row[f"nd-rl/{leaf}_seconds"] = sec
+            row[f"nd-rl/{leaf}_breakdown"] = stats
+        ncomp, labels = components(p)
+        big = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
+        q = p[big][:, big]
+        s0 = vertex_separator_from_bisection(q, metis_parts(q, 2, 0))
+        s1 = refine_separators([q], [s0], agent)[0]
+        row.update(ns_metis_cover=float(ns(s0)), ns_rl=float(ns(s1)), S_metis_cover=int(np.sum(s0 == 2)),
+                   S_rl=int(np.sum(s1 == 2)))
+        rows.append(row)
+        print(f"  {family:17s} {name:14s} METIS {row['metis']:>9,d}  mmd {row['mmd'] / row['metis']:.3f}  "
+              f"nd-metis-bisect {row['nd-metis-bisect'] / row['metis']:.3f}  " +
+              "  ".join(f"nd-rl/{leaf} {row[f'nd-rl/{leaf}'] / row['metis']:.3f} ({row[f'nd-rl/{leaf}_seconds']:.1f} s)"
+                        for leaf in RL_LEAVES) +
+              f"  NS cover {row['ns_metis_cover']:.4f} -> rl {row['ns_rl']:.4f}", flush=True)
+    keys = ["mmd", "nd-metis-bisect"] + [f"nd-rl/{leaf}" for leaf in RL_LEAVES]
+    summary = {}
+    for family in dict.fromkeys(r["family"] for r in rows):
+        fam = [r for r in rows if r["family"] == family]
+        summary[family] = {k: float(np.median([r[k] / r["metis"] for r in fam])) for k in keys}
+        summary[family]["ns_rl_over_cover"] = float(np.median([r["ns_rl"] / r["ns_metis_cover"] for r in fam]))
+    print(f"\n{'family':18s}" + "".join(f"{k:>16s}" for k in keys) + f"{'NS rl/cover':>14s}  (median fill / METIS NodeND)")
+    for family, sm in summary.items():
+        print(f"{family:18s}" + "".join(f"{sm[k]:16.3f}" for k in keys) + f"{sm['ns_rl_over_cover']:14.3f}")
+    results = {"command": "python benchmarks/ordering.py --rl" + (" --quick" if args.quick else ""),
+               "agent": str(args.agent) if args.agent else "shipped", "rows": rows, "summary": summary}
+    out = ROOT / "benchmarks" / "results" / "ordering_rl.json"
+    write_results(out, results, monitor, allow_load=args.allow_load, speed=False)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="n = 3,000 only")
+    ap.add_argument("--rl", action="store_true", help="paper B: nd-rl vs METIS NodeND on graph families")
+    ap.add_argument("--agent", type=Path, default=None, help="RL separator agent weights (default: shipped)")
     ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ordering.json")
     add_arguments(ap)
     args = ap.parse_args()
+    if args.rl:
+        return run_rl(args)
     monitor = Monitor()
     model = GNNBisector.load(args.weights)
     t0 = time.perf_counter()
     warm, _ = delaunay(1000, seed=99)
     for method in METHODS:
-        fill_in(warm, order(warm, method, model=model), engine="symbolic")
+        fill_in(warm, order(warm, method, model=model if method == "nd-gnn" else None), engine="symbolic")
     print(f"warm-up {time.perf_counter() - t0:.1f} s", flush=True)
     graphs = [run_graph(n, model) for n in (SIZES[:1] if args.quick else SIZES)]
     print_tables(graphs)

@@ -13,6 +13,15 @@ writes benchmarks/results/partitioning.json and docs/img/graphs_time_vs_n.png.
     python benchmarks/partitioning.py                # full run
     python benchmarks/partitioning.py --quick        # 10 graphs, n = 1e5 only
     python benchmarks/partitioning.py --large-only   # re-run n = 1e5 and 1e6, keep the test set of the JSON
+    python benchmarks/partitioning.py --rl           # paper B: RL refinement vs METIS on graph families
+
+``--rl`` (quality, not speed; writes benchmarks/results/partitioning_rl.json): normalized cut
+of METIS (pymetis k-way bisection), ``rl`` (METIS on the coarsest graph of a heavy-edge
+hierarchy, then greedy RL refinement with rollback at every level), ``metis+rl`` (RL
+refinement of METIS's own bisection) and ``gnn+rl`` (of the GNN + sweep bisection) on
+the REPORT half of the Delaunay test set (odd positions; the even half is the tuning half,
+used while choosing the agent's settings) and on other families: 2D and 3D grids, Delaunay
+meshes with holes, random geometric graphs.
 """
 
 from __future__ import annotations
@@ -66,9 +75,72 @@ def measure(adj, method, refine, model, solver="auto", repeats=2, repeat_below=N
     return {**evaluate(adj, parts), "seconds": sec, "breakdown": breakdown}
 
 
+RL_ROWS = (("rl", "metis"), ("metis+rl", "metis-fine"), ("gnn+rl", "gnn"))
+
+
+def rl_families(quick: bool):
+    """(family, name, adj) of the --rl run: Delaunay report/tune halves and four other families."""
+    from jaxsafe.graphs.generators import delaunay_with_holes, grid2d, grid3d, random_geometric
+
+    _, test_set = make_test_set(quick=quick)
+    for i, (n, width, seed) in enumerate(test_set):
+        yield ("delaunay-tune" if i % 2 == 0 else "delaunay"), f"n={n} w={width:g}", delaunay(n, width, 1.0, seed=seed)[0]
+    for nx in ((30, 70) if quick else (30, 70, 100)):
+        yield "grid2d", f"{nx}x{nx}", grid2d(nx, nx)[0]
+    for nx in ((10, 16) if quick else (10, 16, 22)):
+        yield "grid3d", f"{nx}^3", grid3d(nx, nx, nx)[0]
+    for n in ((1000, 5000) if quick else (1000, 5000, 20000)):
+        yield "holes", f"n={n}", delaunay_with_holes(n, seed=n)[0]
+    for n in ((1000, 5000) if quick else (1000, 5000, 20000)):
+        yield "random-geometric", f"n={n}", random_geometric(n, seed=n)[0]
+
+
+def run_rl(args, model) -> None:
+    from jaxsafe.graphs.partition import components
+    from jaxsafe.graphs.rl_agents import ActorCritic
+    from jaxsafe.graphs.rl_drivers import rl_bisect
+
+    monitor = Monitor()
+    agent = ActorCritic.load(args.agent)
+    rows = []
+    for family, name, adj in rl_families(args.quick):
+        ncomp, labels = components(adj)
+        if ncomp > 1:  # the largest component (refinement compares connected bisections)
+            big = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
+            adj = adj[big][:, big]
+        metis = measure(adj, "metis", None, model, repeats=1)
+        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": metis["normalized_cut"],
+               "metis_seconds": metis["seconds"]}
+        for label, start in RL_ROWS:
+            t0 = time.perf_counter()
+            seconds: dict = {}
+            r = evaluate(adj, rl_bisect(adj, agent, start=start, gnn_model=model, seconds=seconds))
+            row[label] = r["normalized_cut"]
+            row[label + "_balance"] = r["balance"]
+            row[label + "_seconds"] = time.perf_counter() - t0
+        rows.append(row)
+        print(f"  {family:17s} {name:14s} n={row['n']:6d} METIS {row['metis']:.5f} " +
+              " ".join(f"{k} {row[k] / row['metis']:.3f}" for k, _ in RL_ROWS), flush=True)
+    summary = {}
+    for family in dict.fromkeys(r["family"] for r in rows):
+        fam = [r for r in rows if r["family"] == family]
+        summary[family] = {k: float(np.median([r[k] / r["metis"] for r in fam])) for k, _ in RL_ROWS}
+        summary[family]["graphs"] = len(fam)
+    print(f"\n{'family':18s}" + "".join(f"{k + ' / METIS':>18s}" for k, _ in RL_ROWS) + "  (median NC ratio)")
+    for family, s in summary.items():
+        print(f"{family:18s}" + "".join(f"{s[k]:18.3f}" for k, _ in RL_ROWS) + f"  ({s['graphs']} graphs)")
+    results = {"command": "python benchmarks/partitioning.py --rl" + (" --quick" if args.quick else ""),
+               "agent": str(args.agent) if args.agent else "shipped", "rows": rows, "summary": summary}
+    out = ROOT / "benchmarks" / "results" / "partitioning_rl.json"
+    write_results(out, results, monitor, allow_load=args.allow_load, speed=False)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rl", action="store_true", help="paper B: RL refinement vs METIS on graph families")
+    ap.add_argument("--agent", type=Path, default=None, help="RL refinement agent weights (default: shipped)")
     ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partitioning.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "graphs_time_vs_n.png")
@@ -77,6 +149,8 @@ def main() -> None:
     args = ap.parse_args()
     monitor = Monitor()
     model = GNNBisector.load(args.weights)
+    if args.rl:
+        return run_rl(args, model)
     if args.large_only:
         previous = json.loads(args.out.read_text())
         large = run_large([100_000, 1_000_000], model)

@@ -27,7 +27,9 @@ from jaxsafe.errors import UserError
 FORMATS = ("mtx", "metis", "edgelist")
 METHODS = ("gnn", "metis", "spectral", "scotch")
 REFINEMENTS = ("none", "sweep", "fm")
-ORDERINGS = ("natural", "metis", "scotch", "colamd", "mmd", "nd-gnn", "nd-metis-bisect", "nd-spectral")
+ORDERINGS = ("natural", "metis", "scotch", "colamd", "mmd", "nd-gnn", "nd-metis-bisect", "nd-spectral", "nd-rl")
+# paper B's RL refinement (jaxsafe.graphs.rl_drivers): the start partition of each method
+RL_METHODS = {"rl": "metis", "gnn+rl": "gnn", "metis+rl": "metis-fine"}
 ENGINES = ("superlu", "symbolic")
 
 
@@ -36,13 +38,16 @@ def register(subparsers) -> None:
     p.add_argument("graph", type=Path, help="graph file: .mtx, .graph/.metis (METIS), .edges/.el/.txt (0-based edge list)")
     p.add_argument("--parts", type=positive_int, default=2,
                    help="number of parts K (default 2; K > 2: metis/scotch k-way, others by recursive bisection)")
-    p.add_argument("--method", choices=METHODS, default="gnn",
-                   help="partitioner (default gnn; scotch needs the Scotch 7 library: Debian/Ubuntu libscotch-7.0)")
+    p.add_argument("--method", choices=METHODS + tuple(RL_METHODS), default="gnn",
+                   help="partitioner (default gnn; scotch needs the Scotch 7 library: Debian/Ubuntu libscotch-7.0); "
+                        "rl: METIS on the coarsest graph + RL refinement at every level, gnn+rl / metis+rl: "
+                        "RL refinement of the GNN / METIS bisection")
     p.add_argument("--refine", choices=REFINEMENTS, default="sweep",
                    help="refinement for gnn/spectral: none (gnn network alone), sweep (default), fm (sweep + boundary passes)")
     p.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from the suffix)")
     p.add_argument("--unweighted", action="store_true", help="ignore stored values, unit edge weights")
     p.add_argument("--weights", type=Path, default=None, help="GNN weights file (default: the shipped weights)")
+    p.add_argument("--agent", type=Path, default=None, help="RL refinement agent weights (default: the shipped ones)")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write one part id per line to this file")
     p.set_defaults(func=run_partition)
@@ -54,6 +59,7 @@ def register(subparsers) -> None:
                    help="fill-in count: superlu (spec recipe, default) or symbolic (same number, no factorization)")
     o.add_argument("--format", choices=FORMATS, default=None, help="file format (default: from the suffix)")
     o.add_argument("--weights", type=Path, default=None, help="GNN weights file for nd-gnn (default: the shipped weights)")
+    o.add_argument("--agent", type=Path, default=None, help="RL separator agent weights for nd-rl (default: the shipped ones)")
     o.add_argument("--seed", type=nonnegative_int, default=0)
     o.add_argument("--out", type=Path, default=None, help="write the order, one vertex id per line (position order)")
     o.set_defaults(func=run_order)
@@ -67,6 +73,12 @@ def register(subparsers) -> None:
     t.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in, = configs/graphs/train.yaml)")
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. embedding.epochs=5")
     t.set_defaults(func=run_train)
+    r = gsub.add_parser("train-rl", help="train paper B's RL agent (refinement or separator) with A2C")
+    r.add_argument("--out", type=Path, required=True, help="run directory")
+    r.add_argument("--resume", action="store_true", help="finish an interrupted run of --out")
+    r.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in RLTrainConfig)")
+    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. agent.task=separator steps=50")
+    r.set_defaults(func=run_train_rl)
     g.set_defaults(func=lambda args: (g.print_help(), 2)[1])
 
 
@@ -84,6 +96,8 @@ def _preflight(args: argparse.Namespace) -> None:
     check_input_file(args.graph, "graph file")
     if args.weights is not None:
         check_input_file(args.weights, "--weights")
+    if getattr(args, "agent", None) is not None:
+        check_input_file(args.agent, "--agent")
     check_output_file(args.out, "--out")
 
 
@@ -97,15 +111,26 @@ def run_partition(args: argparse.Namespace) -> int:
     if args.parts > adj.shape[0]:
         raise UserError(f"--parts {args.parts}: the graph has only {adj.shape[0]} vertices; use at most {adj.shape[0]}")
     model = None
-    if args.method == "gnn":
+    if args.method in ("gnn", "gnn+rl"):
         _enable_compilation_cache()
         model = GNNBisector.load(args.weights)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    parts = partition(adj, args.parts, args.method, refine=args.refine, model=model, seed=args.seed, seconds=seconds)
+    if args.method in RL_METHODS:
+        from jaxsafe.graphs.rl_agents import ActorCritic
+        from jaxsafe.graphs.rl_drivers import rl_partition
+
+        _enable_compilation_cache()
+        agent = ActorCritic.load(args.agent)
+        parts = rl_partition(adj, args.parts, agent, start=RL_METHODS[args.method], seed=args.seed,
+                             seconds=seconds, gnn_model=model)
+    else:
+        parts = partition(adj, args.parts, args.method, refine=args.refine, model=model, seed=args.seed,
+                          seconds=seconds)
     elapsed = time.perf_counter() - t0
     result = {**evaluate(adj, parts), "method": args.method,
-              "refine": args.refine if args.method not in DIRECT else None, "seconds": elapsed,
+              "refine": "rl" if args.method in RL_METHODS else args.refine if args.method not in DIRECT else None,
+              "seconds": elapsed,
               "seconds_breakdown": seconds}
     if result["parts"] > 1 and result["normalized_cut"] is None:
         result["note"] = "a part has no edges (volume 0, e.g. only isolated vertices): normalized cut and balance are undefined"
@@ -127,11 +152,19 @@ def run_order(args: argparse.Namespace) -> int:
     if args.method == "nd-gnn":
         _enable_compilation_cache()
         model = GNNBisector.load(args.weights)
+    if args.method == "nd-rl":
+        from jaxsafe.graphs.rl_agents import ActorCritic
+
+        _enable_compilation_cache()
+        model = ActorCritic.load(args.agent, task="separator")
+    seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    perm = order(adj, args.method, args.seed, model=model)
+    perm = order(adj, args.method, args.seed, model=model, seconds=seconds)
     elapsed = time.perf_counter() - t0
     result = {"n": adj.shape[0], "nnz": adj.nnz + adj.shape[0], "method": args.method,
               "fill_in": fill_in(adj, perm, engine=args.engine), "seconds": elapsed}
+    if seconds:
+        result["seconds_breakdown"] = seconds
     if args.out is not None:
         write_partition(args.out, perm)  # the same one-integer-per-line format
         result["out"] = str(args.out)
@@ -163,6 +196,19 @@ def run_train(args: argparse.Namespace) -> int:
     results["weights"] = str(args.out / WEIGHTS_FILE)  # the run was built under a temporary name
     atomic_write_json(args.out / "results.json", results)
     print(json.dumps(results))
+    return 0
+
+
+def run_train_rl(args: argparse.Namespace) -> int:
+    from jaxsafe.config import load_config
+    from jaxsafe.graphs.rl_config import RLTrainConfig
+
+    cfg = load_config(RLTrainConfig, args.config, args.overrides)
+    from jaxsafe.graphs.rl_train import train
+
+    print(f"rl {cfg.agent.task} agent ({cfg.agent.kind}): {cfg.graphs} Delaunay graphs (n {cfg.n_min}-{cfg.n_max}), "
+          f"{cfg.steps} A2C steps of {cfg.episodes} episodes", file=sys.stderr, flush=True)
+    print(json.dumps(train(cfg, args.out, resume=args.resume)))
     return 0
 
 

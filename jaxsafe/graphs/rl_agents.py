@@ -29,23 +29,10 @@ from flax import nnx
 
 from jaxsafe.errors import UserError
 from jaxsafe.graphs.layers import GATConv, SAGEConv
+from jaxsafe.graphs.rl_config import AgentConfig
 from jaxsafe.io import atomic_write_bytes
 
-REFINE_FEATURES, SEPARATOR_FEATURES = 5, 7
 WEIGHTS = {"refine": "rl_refine.safetensors", "separator": "rl_separator.safetensors"}
-
-
-@dataclasses.dataclass(frozen=True)
-class AgentConfig:
-    task: str = "refine"  # refine | separator
-    kind: str = "sage"  # sage | gat
-    hidden: int = 8
-    layers: int = 3
-    heads: int = 1  # GAT heads (concatenated: hidden must be a multiple)
-
-    @property
-    def in_features(self) -> int:
-        return REFINE_FEATURES if self.task == "refine" else SEPARATOR_FEATURES
 
 
 def _conv(cfg: AgentConfig, fin: int, fout: int, rngs: nnx.Rngs):

@@ -251,8 +251,9 @@ def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int = 3, se
     s = adj[sub][:, sub].tocsr()
     counts = np.diff(s.indptr)
     k_need = int(counts.max()) if m else 1
-    N = bucket(m + 1, 8, 4) if num_nodes is None else num_nodes
-    K = max(4, -(-k_need // 4) * 4) if num_slots is None else num_slots
+    # coarse buckets (2 per octave, ≥ 64 rows; slots in multiples of 8): few compiled shapes per hierarchy
+    N = bucket(m + 1, 64, 2) if num_nodes is None else num_nodes
+    K = max(8, -(-k_need // 8) * 8) if num_slots is None else num_slots
     if m + 1 > N or k_need > K:
         raise ValueError(f"episode needs {m + 1} rows and {k_need} slots, got {N} and {K}")
     nbr = np.full((N, K), N - 1, np.int32)

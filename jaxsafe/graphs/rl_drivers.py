@@ -1,0 +1,289 @@
+"""Paper B's drivers: greedy RL refinement with rollback, multilevel bisection, k-way, RL separators.
+
+* :func:`greedy` — the test-time rollout, one compiled ``lax.while_loop`` per
+  padded episode shape (params are arguments, so every graph of a bucket shares
+  the program; ``vmap``ped over several episodes at once): at each step the
+  agent's most likely allowed vertex moves; stop after ``max_steps`` moves (the
+  cut, paper B; the separator's ``2|S|``), when no move is allowed, or when the
+  vertex just moved is picked again; return the best state seen (rollback).
+* :func:`refine_partition` — passes of ``greedy`` on the region around the
+  current cut (re-extracted each pass) while a pass improves the objective.
+* :func:`rl_bisect` — ``start="metis"``: coarsen (heavy-edge matching) to
+  ``coarsest_size`` vertices, METIS on the coarsest graph, then project and
+  refine level by level (volumes of coarse vertices = sums of fine degrees, so
+  every level optimizes the fine normalized cut); ``start="gnn"``: paper A's
+  GNN bisection refined on the finest level; ``start="metis-fine"``: METIS's own
+  bisection refined on the finest level.
+* :func:`rl_partition` — recursive k-way with target-weighted objectives.
+* :func:`rl_separators` — vertex separators of many subgraphs at once: METIS
+  bisection + König cover (as ``separator(adj, "metis")``), then the separator
+  agent's greedy rollout on all of them, grouped by padded shape, one call per
+  shape (nested dissection batches the blocks of one depth through this).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+from flax import nnx
+
+from jaxsafe.graphs import rl_env as E
+from jaxsafe.graphs.baselines import metis_parts
+from jaxsafe.graphs.batching import bucket
+from jaxsafe.graphs.coarsen import build_hierarchy
+from jaxsafe.graphs.rl_agents import ActorCritic
+
+ENVS = {
+    "refine": (E.refine_reset, E.refine_step, E.refine_allowed, E.refine_features),
+    "separator": (E.separator_reset, E.separator_step, E.separator_allowed, E.separator_features),
+}
+
+
+def env_fns(task: str, objective: str = "nc"):
+    reset, step, allowed, features = ENVS[task]
+    if task == "refine":
+        step = functools.partial(step, kind=objective)
+    return reset, step, allowed, features
+
+
+def state_objective(task: str, ep: E.Episode, st, objective: str = "nc"):
+    if task == "refine":
+        return E.partition_objective(st.cut, st.vol, st.size, ep.targets, objective)
+    return E.separator_objective(st.size)
+
+
+def state_labels(st):
+    return st.parts if isinstance(st, E.RefineState) else st.labels
+
+
+def policy(model: ActorCritic, task: str, ep: E.Episode, st):
+    """``(masked logits, value, allowed)`` of the agent in state ``st``."""
+    _, _, allowed, features = ENVS[task]
+    logits, value = model(E.region_graph(ep), features(ep, st), ep.movable)
+    ok = allowed(ep, st)
+    return jnp.where(ok, logits, -jnp.inf), value, ok
+
+
+def _greedy(graphdef, params, ep: E.Episode, max_steps, task: str, objective: str, lock: bool = True):
+    model = nnx.merge(graphdef, params)
+    reset, step, _, _ = env_fns(task, objective)
+    st0 = reset(ep)
+    obj0 = state_objective(task, ep, st0, objective)
+
+    def cond(c):
+        return (c[3] < max_steps) & ~c[4]
+
+    def body(c):
+        st, best, best_obj, i, _, locked = c
+        logits, _, ok = policy(model, task, ep, st)
+        if lock:
+            ok = ok & ~locked
+            logits = jnp.where(locked, -jnp.inf, logits)
+        a = jnp.argmax(logits).astype(jnp.int32)
+        stop = ~ok.any() | (a == st.last)
+        new, _ = step(ep, st, a)
+        obj = state_objective(task, ep, new, objective)
+        better = ~stop & (obj < best_obj - 1e-9 * jnp.abs(best_obj))
+        st = jax.tree.map(lambda x, y: jnp.where(stop, x, y), st, new)
+        best = jnp.where(better, state_labels(new), best)
+        return (st, best, jnp.where(better, obj, best_obj), i + jnp.where(stop, 0, 1), stop,
+                locked.at[a].set(True))
+
+    _, best, best_obj, steps, _, _ = jax.lax.while_loop(
+        cond, body, (st0, state_labels(st0), obj0, jnp.int32(0), jnp.bool_(False), jnp.zeros(ep.movable.shape, bool)))
+    return best, best_obj, obj0, steps
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _greedy_one(graphdef, params, ep, max_steps, task, objective):
+    return _greedy(graphdef, params, ep, max_steps, task, objective)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _greedy_many(graphdef, params, eps, max_steps, task, objective):
+    return jax.vmap(lambda e, m: _greedy(graphdef, params, e, m, task, objective))(eps, max_steps)
+
+
+def greedy(agent: ActorCritic, ep: E.Episode, max_steps: int | np.ndarray, objective: str = "nc"):
+    """Greedy rollout with rollback; a batched ``ep`` (leading axis) runs under ``vmap``.
+
+    Returns ``(best labels, best objective, start objective, moves made)``.
+    """
+    graphdef, params = nnx.split(agent, nnx.Param)
+    task = agent.cfg.task
+    ep = E.to_jax(ep)
+    if ep.nbr.ndim == 3:
+        m = jnp.broadcast_to(jnp.asarray(max_steps, jnp.int32), ep.nbr.shape[:1])
+        return _greedy_many(graphdef, params, ep, m, task, objective)
+    return _greedy_one(graphdef, params, ep, jnp.int32(max_steps), task, objective)
+
+
+# ---------------------------------------------------------------- partitions
+def _objective_np(adj, parts, deg, targets):
+    coo = adj.tocoo()
+    cut = coo.data[parts[coo.row] != parts[coo.col]].sum() / 2
+    vol = np.bincount(parts, weights=deg, minlength=2)
+    return np.inf if vol.min() <= 0 else cut * (targets[0] / vol[0] + targets[1] / vol[1])
+
+
+def refine_partition(adj: sp.csr_matrix, parts: np.ndarray, agent: ActorCritic, *, deg=None, vw=None,
+                     targets=(1.0, 1.0), hops: int = 3, passes: int = 3, max_steps: int | None = None,
+                     objective: str = "nc", stats: dict | None = None) -> np.ndarray:
+    """Greedy RL passes on the region around the cut; never returns a worse partition than ``parts``."""
+    parts = np.asarray(parts).astype(np.int64)
+    for _ in range(passes):
+        ep, sub = E.extract_episode(adj, parts, hops=hops, deg=deg, vw=vw, targets=targets)
+        if not ep["movable"].any():
+            break
+        steps = int(np.ceil(ep["cut0"])) if max_steps is None else max_steps
+        best, best_obj, obj0, moves = jax.device_get(greedy(agent, ep, max(steps, 1), objective))
+        if stats is not None:
+            stats["moves"] = stats.get("moves", 0) + int(moves)
+            stats["calls"] = stats.get("calls", 0) + 1
+        if not best_obj < obj0:
+            break
+        parts = E.scatter_back(parts, sub, best)
+    return parts
+
+
+def _two_sided(adj, parts, seed):
+    if np.bincount(parts, minlength=2).min() == 0:  # METIS leaves a side empty on tiny graphs
+        from jaxsafe.graphs.partition import sweep_cut
+        from jaxsafe.graphs.baselines import fiedler_vector
+
+        parts = sweep_cut(adj, fiedler_vector(adj, "auto", seed=seed))
+    return parts
+
+
+def rl_bisect(adj: sp.csr_matrix, agent: ActorCritic | None = None, *, start: str = "metis", seed: int = 0,
+              targets=(1.0, 1.0), coarsest_size: int = 100, hops: int = 3, gnn_model=None,
+              seconds: dict | None = None, objective: str = "nc") -> np.ndarray:
+    """Bisection of a connected graph: a start partition refined by the agent (see module docstring)."""
+    agent = ActorCritic.load() if agent is None else agent
+    seconds = {} if seconds is None else seconds
+    adj = sp.csr_matrix(adj)
+    n = adj.shape[0]
+    if n <= 2:
+        return np.arange(n, dtype=np.int64) % 2
+    w = (targets[0] / targets[1], targets[1] / targets[0])
+    t0 = time.perf_counter()
+    if start in ("gnn", "metis-fine"):
+        if start == "gnn":
+            from jaxsafe.graphs.partition import bisect
+
+            parts = bisect(adj, "gnn", model=gnn_model, seed=seed, targets=targets, seconds=seconds)
+        else:
+            parts = _two_sided(adj, metis_parts(adj, 2, seed), seed)
+        t1 = time.perf_counter()
+        seconds["start"] = seconds.get("start", 0.0) + t1 - t0
+        parts = refine_partition(adj, parts, agent, targets=w, hops=hops, objective=objective)
+        seconds["rl_refinement"] = seconds.get("rl_refinement", 0.0) + time.perf_counter() - t1
+        return parts
+    h = build_hierarchy(adj, coarsest_size=coarsest_size, seed=seed)
+    degs = [np.asarray(adj.sum(axis=1)).ravel()]
+    for lv in h.levels[:-1]:
+        degs.append(np.bincount(lv.cmap, weights=degs[-1], minlength=int(lv.cmap.max()) + 1))
+    t1 = time.perf_counter()
+    seconds["hierarchy"] = seconds.get("hierarchy", 0.0) + t1 - t0
+    coarse = h.coarsest
+    parts = _two_sided(coarse.adj, metis_parts(coarse.adj, 2, seed), seed)
+    t2 = time.perf_counter()
+    seconds["coarsest"] = seconds.get("coarsest", 0.0) + t2 - t1
+    for level in range(h.depth - 1, -1, -1):
+        lv = h.levels[level]
+        if level < h.depth - 1:
+            parts = parts[lv.cmap]
+        parts = refine_partition(lv.adj, parts, agent, deg=degs[level], vw=lv.vweights, targets=w, hops=hops,
+                                 objective=objective)
+    seconds["rl_refinement"] = seconds.get("rl_refinement", 0.0) + time.perf_counter() - t2
+    return parts
+
+
+def rl_partition(adj: sp.csr_matrix, k: int = 2, agent: ActorCritic | None = None, *, start: str = "metis",
+                 seed: int = 0, seconds: dict | None = None, gnn_model=None) -> np.ndarray:
+    """k-way by recursive RL bisection (sides weighted ``⌊k/2⌋ : ⌈k/2⌉``); components packed as in ``bisect``."""
+    from jaxsafe.graphs.partition import components
+
+    agent = ActorCritic.load() if agent is None else agent
+    seconds = {} if seconds is None else seconds
+    n = adj.shape[0]
+    if k == 1 or n == 1:
+        return np.zeros(n, np.int64)
+    k0 = k // 2
+    ncomp, labels = components(adj)
+    if ncomp == 1:
+        sides = rl_bisect(adj, agent, start=start, seed=seed, targets=(k0, k - k0), seconds=seconds,
+                          gnn_model=gnn_model)
+    else:  # largest component refined, the others packed (as partition.bisect does)
+        from jaxsafe.graphs.partition import bisect
+
+        sides = bisect(adj, "metis", seed=seed, targets=(k0, k - k0), seconds=seconds)
+    parts = np.empty(n, np.int64)
+    offset = 0
+    for s, ks in ((0, k0), (1, k - k0)):
+        idx = np.flatnonzero(sides == s)
+        if len(idx) == 0:
+            continue
+        parts[idx] = offset + rl_partition(adj[idx][:, idx], ks, agent, start=start, seed=seed, seconds=seconds,
+                                           gnn_model=gnn_model)
+        offset += ks
+    return parts
+
+
+# ---------------------------------------------------------------- separators
+def refine_separators(subs: list[sp.csr_matrix], labels: list[np.ndarray], agent: ActorCritic, *, hops: int = 2,
+                      passes: int = 2, stats: dict | None = None) -> list[np.ndarray]:
+    """Separator agent on many (graph, labels) pairs: one vmapped greedy call per padded shape and pass."""
+    labels = [np.asarray(x).astype(np.int64) for x in labels]
+    active = list(range(len(subs)))
+    for _ in range(passes):
+        groups: dict[tuple[int, int], list] = {}
+        for i in active:
+            if not np.any(labels[i] == E.SEP):
+                continue
+            ep, sub = E.extract_episode(subs[i], labels[i], hops=hops, separator=True)
+            groups.setdefault(ep["nbr"].shape, []).append((i, ep, sub))
+        improved = []
+        for items in groups.values():
+            # batch padded to a power of two (copies of the first episode with 0 steps): few compiled shapes
+            eps = [ep for _, ep, _ in items]
+            steps = [max(2 * int(ep["size0"][2]), 1) for ep in eps]
+            width = bucket(len(eps), 1)
+            batch = E.stack_episodes(eps + [eps[0]] * (width - len(eps)))
+            steps = np.array(steps + [0] * (width - len(eps)), np.int32)
+            best, best_obj, obj0, moves = jax.device_get(greedy(agent, batch, steps))
+            if stats is not None:
+                stats["calls"] = stats.get("calls", 0) + 1
+                stats["moves"] = stats.get("moves", 0) + int(np.sum(moves))
+            for j, (i, _, sub) in enumerate(items):
+                if best_obj[j] < obj0[j]:
+                    labels[i] = E.scatter_back(labels[i], sub, best[j])
+                    improved.append(i)
+        active = improved
+        if not active:
+            break
+    return labels
+
+
+def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *, seed: int = 0,
+                  stats: dict | None = None) -> list[np.ndarray]:
+    """Separators (0 = A, 1 = B, 2 = S) of connected subgraphs: METIS bisection + König cover + the agent."""
+    from jaxsafe.graphs.ordering import pattern, vertex_separator_from_bisection
+
+    agent = ActorCritic.load(task="separator") if agent is None else agent
+    t0 = time.perf_counter()
+    start = []
+    for s in subs:
+        p = pattern(s)
+        start.append(vertex_separator_from_bisection(p, _two_sided(p, metis_parts(p, 2, seed), seed)))
+    t1 = time.perf_counter()
+    out = refine_separators([pattern(s) for s in subs], start, agent, stats=stats)
+    if stats is not None:
+        stats["metis_cover_seconds"] = stats.get("metis_cover_seconds", 0.0) + t1 - t0
+        stats["agent_seconds"] = stats.get("agent_seconds", 0.0) + time.perf_counter() - t1
+    return out
