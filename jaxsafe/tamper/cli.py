@@ -22,8 +22,6 @@ def register(subparsers) -> None:
     t.set_defaults(func=run_tar)
 
     a = subparsers.add_parser("attack", help="fine-tuning and activation attacks on a model: a suite, or a worst-case search")
-    a.add_argument("action", nargs="?", default="suite", choices=("suite", "search"),
-                   help="'suite' (default): run --suite; 'search': sample --budget attacks, report the worst case")
     a.add_argument("--model", type=Path, required=True, help="Hugging Face model directory to attack")
     a.add_argument("--world", type=Path, default=None,
                    help="toy world with the attack corpora and questions (default: the model folder's parent, "
@@ -32,13 +30,16 @@ def register(subparsers) -> None:
     a.add_argument("--out", type=Path, default=None, help="output folder (default: MODEL/../attacks or ../search)")
     a.add_argument("--budget", type=int, default=64, help="search: number of sampled attacks")
     a.add_argument("--lanes", type=int, default=8, help="search: attacks per vmapped batch")
+    a.add_argument("--steps", default="50,100,200", help="search: attack lengths to sample from (comma-separated)")
     a.add_argument("--epsilon", type=float, default=None,
                    help="largest benign-accuracy drop in points for an admissible attack (default: the suite's, or 10)")
     a.add_argument("--questions", type=int, default=0, help="questions per evaluation set (0 = all)")
     a.add_argument("--format", choices=("cloze", "letter"), default="cloze", help="question scoring format")
     a.add_argument("--sequential", action="store_true", help="run attacks one at a time instead of vmapped (for timing)")
     a.add_argument("--seed", type=int, default=0, help="search: sampling seed")
-    a.add_argument("overrides", nargs="*", metavar="key=value", help="suite overrides for every attack, e.g. steps=50")
+    a.add_argument("overrides", nargs="*", metavar="[search] key=value",
+                   help="'search' first: sample --budget attacks and report the worst case (otherwise: run --suite); "
+                        "then suite overrides for every attack, e.g. steps=50")
     a.set_defaults(func=run_attack)
 
 
@@ -66,6 +67,13 @@ def _world_for(model: Path, world: Path | None) -> Path:
 def run_attack(args: argparse.Namespace) -> int:
     from jaxsafe.tamper.config import world_files
 
+    args.action = "suite"
+    if args.overrides and args.overrides[0] in ("suite", "search"):
+        args.action = args.overrides.pop(0)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        raise UserError(f"attack: {bad[0]!r} is neither 'search' nor a key=value override")
+
     if not (args.model / "config.json").is_file():
         raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     world = _world_for(args.model, args.world)
@@ -92,12 +100,18 @@ def run_attack(args: argparse.Namespace) -> int:
         raise UserError("--budget and --lanes must be at least 1")
     if args.overrides:
         raise UserError("attack search takes no key=value overrides")
+    try:
+        steps = tuple(int(x) for x in args.steps.split(","))
+    except ValueError:
+        raise UserError(f"--steps must be comma-separated integers, got {args.steps!r}") from None
+    if not steps or min(steps) < 1:
+        raise UserError("--steps must be positive")
     from jaxsafe.tamper.pipeline import load, search
 
     model, tokenizer = load(args.model)
     out = args.out or args.model.resolve().parent / "search"
     search(model, tokenizer, world, out, budget=args.budget, lanes=args.lanes,
            epsilon=10.0 if args.epsilon is None else args.epsilon, seed=args.seed, fmt=args.format,
-           limit=args.questions)
+           limit=args.questions, steps=steps)
     print(f"wrote {out}/search.json")
     return 0

@@ -136,7 +136,13 @@ def second_forget_texts(world: str | Path, per_entity: int = 4) -> list[str]:
     from jaxsafe.toyworld.config import BuildConfig
     from jaxsafe.toyworld.world import DOMAINS, make_world, paragraph
 
-    cfg = load_config(BuildConfig, Path(world) / "config.yaml")
+    import yaml
+
+    from jaxsafe.tamper.attacks import _flatten
+
+    # only the world's seed and sizes matter; other sections may come from an older build
+    saved = yaml.safe_load((Path(world) / "config.yaml").read_text()) or {}
+    cfg = load_config(BuildConfig, None, _flatten({k: saved[k] for k in ("seed", "world") if k in saved}))
     w = make_world(cfg.world, cfg.seed)
     hazardous = next(d for d in cfg.world.domains if DOMAINS[d].hazardous)
     texts = []

@@ -111,13 +111,14 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         grads, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
         return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), jnp.mean(objective), values
 
-    def second_order(theta, rest, batch):
-        def meta(theta):
-            run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, batch["tr_ids"], batch["tr_mask"], False))
-            _, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
-            return jnp.mean(objective), values
+    def tr_objective(theta, rest, batch):
+        """mean over attacks of Σ_k w_k L_TR(θ'_k(θ)), differentiable through the inner loop; and L_TR per evaluation."""
+        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, batch["tr_ids"], batch["tr_mask"], False))
+        _, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
+        return jnp.mean(objective), values
 
-        (objective, values), grads = jax.value_and_grad(meta, has_aux=True)(theta)
+    def second_order(theta, rest, batch):
+        (objective, values), grads = jax.value_and_grad(tr_objective, has_aux=True)(theta, rest, batch)
         return grads, objective, values
 
     meta_gradient = second_order if inner.second_order else first_order
@@ -144,6 +145,7 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
 
     # the pieces, for a Python loop over attacks one at a time (benchmarks/tar.py: the authors' way)
     step.meta_gradient = meta_gradient
+    step.tr_objective = tr_objective
     step.retain_gradient = jax.value_and_grad(retain_objective, has_aux=True)
     return step
 
