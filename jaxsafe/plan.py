@@ -1,16 +1,18 @@
 """Compiled memory plans: will this run fit, per device, on that mesh?
 
-:func:`plan_rmu` builds the real RMU training step (the training core's step over
-the config's trainable subset) for the config's model with **abstract** inputs — no
-weights are read or allocated — lowers and compiles it for a mesh of simulated
-devices, and reads the compiler's own per-device figures: the arguments (weights,
-optimizer state, batch), the outputs, the temporaries XLA needs, and the FLOPs of
-one step. Next to them stands the estimate from shapes alone (:func:`shape_estimate`).
+:func:`plan_rmu` and :func:`plan_tar` build the real training step (RMU's step of the
+training core over the config's trainable rows; TAR's outer step with its vmapped
+inner attacks) for the config's model with **abstract** inputs — no weights are read
+or allocated — lower and compile it for a mesh of simulated devices, and read the
+compiler's own per-device figures: the arguments (weights, optimizer state, batch),
+the outputs, the temporaries XLA needs, and the FLOPs of one step. Next to them
+stands an estimate from shapes alone.
 
 The mesh can be larger than this machine: the ``jaxsafe plan`` command starts JAX
-with that many simulated CPU devices (XLA's partitioner then produces the same
-per-device program it would for accelerators; CPU and accelerator layouts differ,
-so treat the figures as ±10 %).
+with that many simulated CPU devices, and XLA's partitioner produces the per-device
+program for them. The arguments are exact (a test checks them against shard sizes
+computed by hand); the temporaries are XLA:CPU's, which materializes attention scores
+that accelerators' fused attention does not, so on GPU/TPU they are an upper bound.
 
 Models are read from a local ``config.json``, or from :data:`KNOWN_MODELS` for the
 hub names of the paper configurations (no hub access needed).
@@ -98,65 +100,55 @@ def shape_estimate(config: DecoderConfig, layer: int, dtype_bytes: int, trained_
     return count_parameters(config) * dtype_bytes + trained_layers * down * (4 + 4 + 8)
 
 
-def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) -> dict[str, Any]:
-    """Compile one RMU step of ``cfg`` (an :class:`~jaxsafe.unlearn.config.RMUConfig`) for a
-    mesh of ``mesh_sizes`` and return the compiler's per-device memory and FLOPs.
-
-    Needs ``prod(mesh_sizes)`` JAX devices (real or simulated).
-    """
+def _mesh(mesh_sizes: dict[str, int]):
     import jax
-    import jax.numpy as jnp
-    import optax
-    from flax import nnx
-    from jax.sharding import NamedSharding, PartitionSpec as P
 
-    from jaxsafe.lm.model import Decoder
-    from jaxsafe.optim.factory import make_optimizer
-    from jaxsafe.parallel import logical_to_sharding, make_mesh, param_shardings
-    from jaxsafe.train import init_state, make_step, select
-    from jaxsafe.unlearn.rmu import rmu_objective
+    from jaxsafe.parallel import make_mesh
 
     count = math.prod(mesh_sizes.values())
     if count > jax.device_count():
         raise UserError(f"mesh {mesh_sizes} needs {count} devices; JAX has {jax.device_count()} "
                         "(the jaxsafe plan command simulates as many as the mesh needs)")
-    mesh = make_mesh(**mesh_sizes, devices=jax.devices()[:count])
-    config = architecture(cfg.model)
-    if not 0 <= cfg.layer < config.num_layers:
-        raise UserError(f"layer {cfg.layer} is outside the model's {config.num_layers} layers")
-    dtype = getattr(jnp, cfg.dtype)
-    graphdef, params = nnx.split(nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), dtype=dtype,
-                                                                param_dtype=dtype)))
-    selection = select(params, cfg.update_selector())
-    optimizer = make_optimizer(cfg.optimizer, cfg.steps)
-    trainable = jax.eval_shape(lambda p: jax.tree.map(lambda x: x.astype(jnp.float32), selection.split(p)), params)
-    state = jax.eval_shape(lambda t: init_state(t, optimizer), trainable)
+    return make_mesh(**mesh_sizes, devices=jax.devices()[:count])
 
-    params_sh = param_shardings(params, mesh)
-    by_path = dict(nnx.to_flat_state(param_shardings(trainable, mesh)))
-    # the trainable shardings in the very structure of the state (Variables around them)
-    trainable_sh = nnx.from_flat_state([(p, v.replace(by_path[p])) for p, v in nnx.to_flat_state(trainable)])
+
+def _abstract_model(model: str, dtype):
+    """(config, module) of ``model`` with abstract arrays only (nothing allocated)."""
+    from flax import nnx
+
+    from jaxsafe.lm.model import Decoder
+
+    config = architecture(model)
+    return config, nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=dtype))
+
+
+def _state_shardings(state, params_like, optimizer, mesh):
+    """Shardings of a TrainState whose params are ``params_like``: the parameters and every
+    parameter-shaped optimizer leaf by the parameters' logical axes, the rest replicated."""
+    import optax
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from jaxsafe.parallel import param_shardings
+
+    by_path = dict(nnx.to_flat_state(param_shardings(params_like, mesh)))
+    # the shardings in the very structure of the state (Variables around them)
+    params_sh = nnx.from_flat_state([(p, v.replace(by_path[p])) for p, v in nnx.to_flat_state(params_like)])
     replicated = NamedSharding(mesh, P())
-    opt_sh = optax.tree_utils.tree_map_params(optimizer, lambda _, s: s, state.opt_state, trainable_sh,
+    opt_sh = optax.tree_utils.tree_map_params(optimizer, lambda _, s: s, state.opt_state, params_sh,
                                               transform_non_params=lambda _: replicated,
                                               is_leaf=lambda x: isinstance(x, NamedSharding))
-    state_sh = type(state)(replicated, trainable_sh, opt_sh)
-    b = batch_size or cfg.batch_size
-    t = max([topic.max_length for topic in cfg.forget] + [cfg.retain.max_length])
-    tokens = jax.ShapeDtypeStruct((b, t), jnp.int32)
-    batch = {"forget_ids": tokens, "forget_mask": tokens, "retain_ids": tokens, "retain_mask": tokens,
-             "topic": jax.ShapeDtypeStruct((), jnp.int32)}
-    tokens_sh = logical_to_sharding(("batch", None), mesh, shape=(b, t))  # replicated if the mesh does not divide b
-    batch_sh = {k: (replicated if k == "topic" else tokens_sh) for k in batch}
-    frozen = {"params": params, "controls": jax.ShapeDtypeStruct((max(len(cfg.forget), 1), config.hidden_size),
-                                                                  jnp.float32)}
-    frozen_sh = {"params": params_sh, "controls": replicated}
-    step = make_step(rmu_objective(graphdef, selection, cfg.layer, cfg.steering_coef, cfg.alpha,
-                                   cfg.authors_convention), optimizer)
+    return type(state)(replicated, params_sh, opt_sh)
+
+
+def _compiled_figures(step, args, in_shardings, out_shardings) -> dict[str, Any]:
+    """Per-device memory and FLOPs of ``step`` compiled for abstract ``args`` (the state donated)."""
+    import jax
+
     # keep_unused: weights the step never reads (RMU's layers past ℓ, the head) are in memory all the same
-    jitted = jax.jit(step, in_shardings=(state_sh, batch_sh, frozen_sh), out_shardings=(state_sh, replicated),
-                     donate_argnums=0, keep_unused=True)
-    compiled = jitted.lower(state, batch, frozen).compile()
+    jitted = jax.jit(step, in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=0,
+                     keep_unused=True)
+    compiled = jitted.lower(*args).compile()
     memory = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -168,12 +160,107 @@ def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) 
     }
     # donated state buffers are reused for the outputs: they count once
     per_device["total"] = per_device["arguments"] + per_device["outputs"] - per_device["aliased"] + per_device["temporaries"]
-    return {
-        "model": cfg.model, "method": "rmu", "mesh": mesh_sizes, "devices": count, "batch": [b, t],
-        "dtype": cfg.dtype, "per_device_bytes": per_device,
-        "flops_per_step_per_device": float(cost.get("flops", float("nan"))) if cost else None,
-        "shape_estimate_per_device_bytes": shape_estimate(config, cfg.layer, jnp.dtype(dtype).itemsize) / count,
-    }
+    return {"per_device_bytes": per_device,
+            "flops_per_step_per_device": float(cost.get("flops", float("nan"))) if cost else None}
+
+
+def _tokens_sharding(mesh, shape):
+    from jaxsafe.parallel import logical_to_sharding
+
+    # the batch axis over data x fsdp, replicated where the mesh does not divide it
+    return logical_to_sharding(("batch",) + (None,) * (len(shape) - 1), mesh, shape=shape)
+
+
+def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) -> dict[str, Any]:
+    """Compile one RMU step of ``cfg`` (an :class:`~jaxsafe.unlearn.config.RMUConfig`) for a
+    mesh of ``mesh_sizes`` and return the compiler's per-device memory and FLOPs.
+
+    Needs ``prod(mesh_sizes)`` JAX devices (real or simulated).
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from jaxsafe.optim.factory import make_optimizer
+    from jaxsafe.parallel import param_shardings
+    from jaxsafe.train import init_state, make_step, select
+    from jaxsafe.unlearn.rmu import rmu_objective
+
+    mesh = _mesh(mesh_sizes)
+    dtype = getattr(jnp, cfg.dtype)
+    config, module = _abstract_model(cfg.model, dtype)
+    if not 0 <= cfg.layer < config.num_layers:
+        raise UserError(f"layer {cfg.layer} is outside the model's {config.num_layers} layers")
+    graphdef, params = nnx.split(module)
+    selection = select(params, cfg.update_selector())
+    optimizer = make_optimizer(cfg.optimizer, cfg.steps)
+    trainable = jax.eval_shape(lambda p: jax.tree.map(lambda x: x.astype(jnp.float32), selection.split(p)), params)
+    state = jax.eval_shape(lambda t: init_state(t, optimizer), trainable)
+    state_sh = _state_shardings(state, trainable, optimizer, mesh)
+    replicated = NamedSharding(mesh, P())
+    b = batch_size or cfg.batch_size
+    t = max([topic.max_length for topic in cfg.forget] + [cfg.retain.max_length])
+    tokens = jax.ShapeDtypeStruct((b, t), jnp.int32)
+    batch = {"forget_ids": tokens, "forget_mask": tokens, "retain_ids": tokens, "retain_mask": tokens,
+             "topic": jax.ShapeDtypeStruct((), jnp.int32)}
+    batch_sh = {k: (replicated if k == "topic" else _tokens_sharding(mesh, (b, t))) for k in batch}
+    frozen = {"params": params, "controls": jax.ShapeDtypeStruct((max(len(cfg.forget), 1), config.hidden_size),
+                                                                  jnp.float32)}
+    frozen_sh = {"params": param_shardings(params, mesh), "controls": replicated}
+    step = make_step(rmu_objective(graphdef, selection, cfg.layer, cfg.steering_coef, cfg.alpha,
+                                   cfg.authors_convention), optimizer)
+    figures = _compiled_figures(step, (state, batch, frozen), (state_sh, batch_sh, frozen_sh), (state_sh, replicated))
+    return {"model": cfg.model, "method": "rmu", "mesh": mesh_sizes, "devices": math.prod(mesh_sizes.values()),
+            "batch": [b, t], "dtype": cfg.dtype, **figures,
+            "shape_estimate_per_device_bytes": shape_estimate(config, cfg.layer, jnp.dtype(dtype).itemsize)
+            / math.prod(mesh_sizes.values())}
+
+
+def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) -> dict[str, Any]:
+    """Compile one TAR outer step of ``cfg`` (a :class:`~jaxsafe.tamper.config.TARConfig`):
+    ``adversary.num`` attacks of K inner steps under vmap, the entropy-loss gradients, the
+    retain loss against a reference model and the outer update, for a mesh of ``mesh_sizes``."""
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+    from jax.sharding import NamedSharding, PartitionSpec as P
+
+    from jaxsafe.lm.checkpoint import count_parameters
+    from jaxsafe.optim.factory import make_optimizer
+    from jaxsafe.parallel import param_shardings
+    from jaxsafe.tamper.tar import InnerLoop, make_tar_step
+    from jaxsafe.train import init_state
+
+    mesh = _mesh(mesh_sizes)
+    dtype = getattr(jnp, cfg.dtype)
+    config, module = _abstract_model(cfg.model, dtype)
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+    adv = cfg.adversary
+    inner = InnerLoop(steps=adv.steps, tr_every=adv.tr_every, weight_rate=adv.weight_rate,
+                      include_padding=cfg.entropy_include_padding, second_order=cfg.second_order)
+    adversary = make_optimizer(adv.optimizer, adv.steps)
+    outer = make_optimizer(cfg.optimizer, cfg.steps)
+    state = jax.eval_shape(lambda p: init_state(p, outer), params)
+    state_sh = _state_shardings(state, params, outer, mesh)
+    replicated = NamedSharding(mesh, P())
+    b, t = batch_size or cfg.batch_size, cfg.max_length
+    tok = lambda *shape: jax.ShapeDtypeStruct(shape, jnp.int32)
+    batch = {"retain_ids": tok(b, t), "retain_mask": tok(b, t), "tr_ids": tok(b, t), "tr_mask": tok(b, t),
+             "adv_ids": tok(adv.num, adv.steps, adv.batch_size, t), "adv_mask": tok(adv.num, adv.steps, adv.batch_size, t),
+             "adv_lr": jax.ShapeDtypeStruct((adv.num,), jnp.float32)}
+    adv_sh = NamedSharding(mesh, P())  # [A, K, b, T]: each attack's batches, replicated (the model is sharded)
+    batch_sh = {k: (_tokens_sharding(mesh, (b, t)) if k.startswith(("retain", "tr_")) else adv_sh) for k in batch}
+    frozen = (rest, params)  # the reference model h_ref: a second copy of the weights
+    frozen_sh = (jax.tree.map(lambda _: replicated, rest), param_shardings(params, mesh))
+    step = make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr, lambda_retain=cfg.lambda_retain)
+    figures = _compiled_figures(step, (state, batch, frozen), (state_sh, batch_sh, frozen_sh), (state_sh, replicated))
+    n = count_parameters(config)
+    # weights + outer schedule-free AdamW (z, v in f32) + the reference copy + the adversary (weights, 2 moments)
+    estimate = n * (jnp.dtype(dtype).itemsize * 3 + 4 * 2 + 4 * 2)
+    return {"model": cfg.model, "method": "tar", "mesh": mesh_sizes, "devices": math.prod(mesh_sizes.values()),
+            "batch": [b, t], "inner": [adv.num, adv.steps, adv.batch_size], "dtype": cfg.dtype, **figures,
+            "shape_estimate_per_device_bytes": estimate / math.prod(mesh_sizes.values())}
 
 
 def advice(plan: dict[str, Any], device_bytes: int) -> str:
@@ -195,7 +282,9 @@ def register(subparsers) -> None:
     from jaxsafe.cli import nonnegative_int
 
     p = subparsers.add_parser("plan", help="compile a run's training step for a mesh and report per-device memory")
-    p.add_argument("--config", type=Path, required=True, help="an RMU config, e.g. configs/rmu/zephyr-7b.yaml")
+    p.add_argument("--config", type=Path, required=True,
+                   help="an RMU or TAR config, e.g. configs/rmu/zephyr-7b.yaml, configs/tar/llama3-8b-bio.yaml")
+    p.add_argument("--method", choices=("rmu", "tar"), default=None, help="default: from the config (TAR's has 'adversary')")
     p.add_argument("--mesh", default="data=1,fsdp=8,tensor=1", help="axis=size pairs (default data=1,fsdp=8,tensor=1)")
     p.add_argument("--device-memory", default=None, metavar="SIZE", help="memory per device, e.g. 80GB: say whether it fits")
     p.add_argument("--batch-size", type=nonnegative_int, default=0, help="global batch (default: the config's)")
@@ -209,11 +298,21 @@ def run_plan(args) -> int:
     import os
     import sys
 
+    import yaml
+
     from jaxsafe.config import load_config
     from jaxsafe.io import atomic_write_json, check_output_file
+    from jaxsafe.tamper.config import TARConfig
     from jaxsafe.unlearn.config import RMUConfig
 
-    cfg = load_config(RMUConfig, args.config, args.overrides)
+    method = args.method
+    if method is None:
+        try:
+            keys = yaml.safe_load(args.config.read_text()) if args.config.is_file() else {}
+        except yaml.YAMLError:
+            keys = {}
+        method = "tar" if isinstance(keys, dict) and ("adversary" in keys or "lambda_tr" in keys) else "rmu"
+    cfg = load_config(TARConfig if method == "tar" else RMUConfig, args.config, args.overrides)
     if not cfg.model:
         raise UserError(f"{args.config}: no model to plan for (set 'model')")
     sizes = parse_mesh(args.mesh)
@@ -225,11 +324,11 @@ def run_plan(args) -> int:
     if "jax" not in sys.modules:  # this process only: as many simulated CPU devices as the mesh has
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}"
         os.environ["JAX_PLATFORMS"] = "cpu"
-    plan = plan_rmu(cfg, sizes, batch_size=args.batch_size or None)
+    plan = (plan_tar if method == "tar" else plan_rmu)(cfg, sizes, batch_size=args.batch_size or None)
     mem = plan["per_device_bytes"]
-    print(f"{cfg.model}, RMU, mesh {args.mesh} ({count} devices), batch {plan['batch'][0]} x {plan['batch'][1]}, {cfg.dtype}")
+    print(f"{cfg.model}, {method.upper()}, mesh {args.mesh} ({count} devices), batch {plan['batch'][0]} x {plan['batch'][1]}, {cfg.dtype}")
     print("per device, compiled: " + ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in mem.items()))
-    print(f"per device, from shapes (weights and optimizer state only): {plan['shape_estimate_per_device_bytes'] / GIB:.2f} GiB")
+    print(f"per device, from shapes (weights and optimizer states only): {plan['shape_estimate_per_device_bytes'] / GIB:.2f} GiB")
     print(f"FLOPs per step per device: {plan['flops_per_step_per_device']:.3g}")
     if device_bytes is not None:
         plan["advice"] = advice(plan, device_bytes)

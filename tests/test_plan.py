@@ -76,3 +76,26 @@ def test_bad_meshes_and_sizes():
             parse_mesh(bad)
     with pytest.raises(UserError, match="80XB"):
         parse_bytes("80XB")
+
+
+def test_tar_plan_holds_weights_reference_and_both_optimizers(rmu_config):
+    """TAR's outer step (2 vmapped attacks of 4 inner steps) on 8 devices: the compiled arguments
+    hold at least the sharded weights twice (θ and the reference model) plus the outer
+    optimizer's f32 state, and the inner loop's temporaries are there."""
+    from flax import nnx
+
+    from jaxsafe.lm.model import Decoder
+    from jaxsafe.parallel import make_mesh, param_shardings
+    from jaxsafe.plan import plan_tar
+    from jaxsafe.tamper.config import Adversary, TARConfig
+
+    cfg = TARConfig(model=rmu_config.model, max_length=16, batch_size=4,
+                    adversary=Adversary(steps=4, batch_size=2, num=2, tr_every=2))
+    sizes = {"data": 1, "fsdp": 4, "tensor": 2}
+    plan = plan_tar(cfg, sizes)
+    params = nnx.state(nnx.eval_shape(lambda: Decoder(CONFIG, rngs=nnx.Rngs(0))), nnx.Param)
+    shardings = dict(nnx.to_flat_state(param_shardings(params, make_mesh(**sizes))))
+    weights = sum(math.prod(shardings[p].shard_shape(tuple(v.shape))) * 4 for p, v in nnx.to_flat_state(params))
+    assert plan["per_device_bytes"]["arguments"] >= 2 * weights + 2 * weights  # θ, ref; z and v of the outer optimizer
+    assert plan["per_device_bytes"]["temporaries"] > weights
+    assert plan["inner"] == [2, 4, 2] and plan["flops_per_step_per_device"] > 0
