@@ -264,16 +264,26 @@ def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) 
 
 
 def advice(plan: dict[str, Any], device_bytes: int) -> str:
-    """Whether the plan fits ``device_bytes`` per device, and if not what to change."""
-    need = plan["per_device_bytes"]["total"]
+    """Whether the plan fits ``device_bytes`` per device, and if not what to change: shard the
+    weights further when they dominate; split the activations (tensor axis, remat, shorter
+    rows) when the temporaries do."""
+    mem = plan["per_device_bytes"]
+    need = mem["total"]
     if need <= device_bytes:
         return f"fits: {need / GIB:.1f} GiB of {device_bytes / GIB:.0f} GiB per device"
-    factor = 2 ** math.ceil(math.log2(need / device_bytes))
+    head = f"does not fit: {need / GIB:.1f} GiB needed, {device_bytes / GIB:.0f} GiB per device"
     mesh = dict(plan["mesh"])
+    if mem["temporaries"] > mem["arguments"]:
+        mesh["tensor"] *= 2 ** math.ceil(math.log2(max(mem["temporaries"] / max(device_bytes - mem["arguments"], 1), 2)))
+        suggestion = ",".join(f"{k}={v}" for k, v in mesh.items())
+        return (f"{head}; the temporaries ({mem['temporaries'] / GIB:.1f} GiB: activations of a batch of "
+                f"{plan['batch'][0]} rows that the data axes do not split) dominate: split them over a tensor axis "
+                f"(--mesh {suggestion}), turn on remat, or shorten the rows")
+    factor = 2 ** math.ceil(math.log2(need / device_bytes))
     mesh["fsdp"] *= factor
     suggestion = ",".join(f"{k}={v}" for k, v in mesh.items())
-    return (f"does not fit: {need / GIB:.1f} GiB needed, {device_bytes / GIB:.0f} GiB per device; shard the "
-            f"weights {factor}x further (--mesh {suggestion}, {math.prod(mesh.values())} devices) or lower batch_size")
+    return (f"{head}; shard the weights {factor}x further (--mesh {suggestion}, {math.prod(mesh.values())} devices) "
+            "or lower batch_size")
 
 
 # -- command line ----------------------------------------------------------------------

@@ -58,10 +58,15 @@ def test_compiled_arguments_are_the_hand_computed_shards(rmu_config):
 
 
 def test_advice_names_a_mesh_that_would_fit():
-    plan = {"per_device_bytes": {"total": 100 * GIB}, "mesh": {"data": 1, "fsdp": 8, "tensor": 1}}
-    assert advice(plan, 120 * GIB).startswith("fits")
-    text = advice(plan, 40 * GIB)
+    weights_bound = {"per_device_bytes": {"total": 100 * GIB, "arguments": 90 * GIB, "temporaries": 10 * GIB},
+                     "mesh": {"data": 1, "fsdp": 8, "tensor": 1}, "batch": [8, 512]}
+    assert advice(weights_bound, 120 * GIB).startswith("fits")
+    text = advice(weights_bound, 40 * GIB)
     assert "does not fit" in text and "fsdp=32" in text
+    activations_bound = {"per_device_bytes": {"total": 100 * GIB, "arguments": 20 * GIB, "temporaries": 80 * GIB},
+                         "mesh": {"data": 1, "fsdp": 8, "tensor": 1}, "batch": [2, 768]}
+    text = advice(activations_bound, 80 * GIB)
+    assert "temporaries (80.0 GiB" in text and "tensor=2" in text
 
 
 @pytest.mark.parametrize("text, expected", [("80GB", 80 * GIB), ("16GiB", 16 * GIB), ("0.5T", 512 * GIB), ("24", 24 * GIB)])
