@@ -61,6 +61,8 @@ def _pick(logits, key, temperature):
 @partial(jax.jit, static_argnums=(0, 6, 7, 8))
 def _generate(graphdef, state, input_ids, attention_mask, key, temperature, max_new_tokens, eos, pad):
     model = nnx.merge(graphdef, state)
+    # The cache rides in the layer scan's carry; unrolled, XLA copies it per layer (2x slower here).
+    model.scan_unroll = 1
     c = model.config
     b, t = input_ids.shape
     slots = t + max_new_tokens

@@ -271,9 +271,10 @@ class Decoder(nnx.Module):
         layers = tuple(sorted(set(int(l) for l in layers)))
         if not layers or layers[0] < 0 or layers[-1] >= self.config.num_layers:
             raise UserError(f"hidden_states needs layers in [0, {self.config.num_layers - 1}], got {layers}")
-        _, stacked, _ = self.run_layers(input_ids, attention_mask, positions, upto=layers[-1] + 1, collect=True,
+        collect = len(layers) > 1  # one layer is the scan's final carry; several are stacked outputs
+        h, stacked, _ = self.run_layers(input_ids, attention_mask, positions, upto=layers[-1] + 1, collect=collect,
                                         lora=lora, ablate=ablate)
-        return {l: stacked[l + 1] for l in layers}
+        return {l: stacked[l + 1] for l in layers} if collect else {layers[0]: h}
 
     def all_hidden_states(self, input_ids, attention_mask=None, positions=None, *, lora=None, ablate=None):
         """[L + 1, B, T, D]: the embeddings h^0, then the output of every layer (before the final norm)."""
@@ -314,14 +315,16 @@ class Decoder(nnx.Module):
 
         graphdef, params = nnx.split(self.layers)
         keep = lambda tree: jax.tree.map(lambda x: x[:upto], tree) if upto < c.num_layers else tree
-        xs = {"params": keep(params), "cache": keep(cache), "windowed": None, "lora": None}
+        xs = {"params": keep(params), "layer": None if cache is None else jnp.arange(upto), "windowed": None,
+              "lora": None}
         if full_mask is not None and window_mask is not None:  # Qwen2's partial window: a per-layer flag
             xs["windowed"] = jnp.asarray(windowed)
         if lora is not None:
             layer_keys = None if lora.key is None else jax.random.split(lora.key, c.num_layers)
             xs["lora"] = {"adapters": keep(lora.adapters), "key": None if layer_keys is None else keep(layer_keys)}
 
-        def body(h, x):
+        def body(carry, x):
+            h, cache = carry
             layer = nnx.merge(graphdef, x["params"])
             if x["windowed"] is not None:
                 mask = jnp.where(x["windowed"], window_mask, full_mask)
@@ -330,10 +333,19 @@ class Decoder(nnx.Module):
             layer_lora = None
             if x["lora"] is not None:
                 layer_lora = type(lora)(x["lora"]["adapters"], lora.scale, lora.dropout, x["lora"]["key"])
-            h, layer_cache = layer(h, positions, inv_freq, mask, x["cache"], cache_index, layer_lora)
+            layer_cache = None
+            if cache is not None:  # this layer's slice of the stacked cache
+                layer_cache = tuple(jax.lax.dynamic_index_in_dim(a, x["layer"], keepdims=False) for a in cache)
+            h, layer_cache = layer(h, positions, inv_freq, mask, layer_cache, cache_index, layer_lora)
+            if cache is not None:
+                # The cache rides in the carry and only the T new slots are written back, in
+                # place (as scan outputs it would be rebuilt whole for every decoded token).
+                cache = tuple(jax.lax.dynamic_update_slice(
+                    a, jax.lax.dynamic_slice_in_dim(new, cache_index, t, axis=1)[None], (x["layer"], 0, cache_index, 0, 0))
+                    for a, new in zip(cache, layer_cache))
             if ablate is not None:
                 h = ablate_direction(h, ablate)
-            return h, (h if collect else None, layer_cache)
+            return (h, cache), (h if collect else None)
 
         if self.remat:
             body = jax.checkpoint(body, prevent_cse=False)
@@ -341,7 +353,7 @@ class Decoder(nnx.Module):
         if ablate is not None:
             h = ablate_direction(h, ablate)
         h0 = h
-        h, (states, new_cache) = jax.lax.scan(body, h, xs, length=upto, unroll=self.scan_unroll)
+        (h, new_cache), states = jax.lax.scan(body, (h, cache), xs, length=upto, unroll=self.scan_unroll)
         if collect:
             states = jnp.concatenate([h0[None], states], axis=0)
         return h, states, new_cache
