@@ -19,10 +19,11 @@ def next_token_loss(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Arra
     ``loss_mask`` is aligned with ``input_ids`` (1 = this token is a prediction target;
     its first column is never a target). Computed in float32; 0 if nothing is masked in.
     """
-    logits = logits[:, :-1].astype(jnp.float32)
-    targets = input_ids[:, 1:]
-    mask = loss_mask[:, 1:].astype(jnp.float32)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    # Targets and mask shifted left by one (the last position predicts nothing and is
+    # masked out) rather than the logits sliced: slicing copied the [B, T, V] logits.
+    targets = jnp.pad(input_ids[:, 1:], ((0, 0), (0, 1)))
+    mask = jnp.pad(loss_mask[:, 1:].astype(jnp.float32), ((0, 0), (0, 1)))
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
     return jnp.sum(ce * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
