@@ -463,8 +463,11 @@ def order(adj, method: str = "metis", seed: int = 0, *, model=None, leaf_size: i
     if method in _SUPERLU_ORDERINGS:
         return _superlu_order(p, _SUPERLU_ORDERINGS[method])
     if method == "nd-rl":
+        from jaxsafe.graphs.rl_agents import ActorCritic
         from jaxsafe.graphs.rl_drivers import rl_separators
 
+        if not isinstance(model, ActorCritic):  # e.g. the GNN given for nd-gnn: the shipped agent
+            model = None
         stats = {} if seconds is None else seconds
         agent_stats: dict = {}
         perm = nested_dissection_batched(p, functools.partial(rl_separators, agent=model, seed=seed,

@@ -258,3 +258,20 @@ def plot_training(runs: dict[str, str | Path], path: str | Path, window: int = 1
     out = atomic_save_figure(fig, path)
     plt.close(fig)
     return out
+
+
+def export_checkpoint(run: str | Path, step: int | None = None, path: str | Path | None = None) -> Path:
+    """Weights of checkpoint ``step`` (default: the latest) of an A2C run directory, as a safetensors file."""
+    from jaxsafe.config import load_config
+
+    run = Path(run)
+    cfg = load_config(RLTrainConfig, run / "config.yaml")
+    model = ActorCritic(cfg.agent, rngs=nnx.Rngs(cfg.seed))
+    graphdef, params = nnx.split(model, nnx.Param)
+    target = init_state(params, make_optimizer(cfg.optimizer, cfg.steps))
+    rd = RunDir(run, resume=True)
+    step = rd.latest_step() if step is None else step
+    state = rd.restore(step, target)
+    out = Path(path) if path is not None else run / f"step{step}_{WEIGHTS[cfg.agent.task]}"
+    nnx.merge(graphdef, state.params).save(out, extra={"train": {"checkpoint_step": int(step)}})
+    return out
