@@ -146,3 +146,20 @@ def test_cli_rl_methods(tmp_path, capsys, monkeypatch):
     assert {"separators", "leaves", "blocks", "separator_calls"} <= set(result["seconds_breakdown"])
     assert main(["partition", str(tmp_path / "g.graph"), "--method", "rl", "--agent", str(tmp_path / "none.st")]) == 2
     assert "--agent" in capsys.readouterr().err
+
+
+def test_metis_vertex_separator_baseline():
+    from jaxsafe.graphs import metis_separator
+
+    if not metis_separator.available():
+        pytest.skip("libmetis (Debian libmetis5) not installed")
+    p = pattern(grid2d(20, 20)[0])
+    labels = metis_separator.metis_vertex_separator(p)
+    coo = p.tocoo()
+    assert not np.any((labels[coo.row] == 0) & (labels[coo.col] == 1))
+    sizes = np.bincount(labels, minlength=3)
+    assert sizes[2] == 20 and abs(int(sizes[0]) - int(sizes[1])) <= 20  # a straight line of the 20x20 grid
+    q = pattern(delaunay(2000, seed=3)[0])
+    s = metis_separator.metis_vertex_separator(q)
+    cover = vertex_separator_from_bisection(q, metis_parts(q, 2, 0))
+    assert _ns(s) <= 1.1 * _ns(cover)
