@@ -7,7 +7,7 @@ does not depend on what the weights know):
    the same attacks one after another from Python (one compiled single-attack
    meta-gradient called A times, then the retain gradient and the outer update);
 2. one TAR outer step against one RMU step on the same model and batch size;
-3. compile times of both;
+3. compile times of both; the exact second-order meta-gradient against first order;
 4. a group of A red-team attacks (lax.scan over steps, evaluation inside) as one vmapped
    program against the same program run once per attack.
 
@@ -138,6 +138,16 @@ def main() -> None:
     rmu(); tar_one()
     t_rmu = interleaved({"tar": tar_one, "rmu": rmu}, args.rounds)
 
+    # 5. the exact second-order meta-gradient against first order (same step, A attacks)
+    second = make_tar_step(graphdef, InnerLoop(steps=k, tr_every=4, second_order=True), adversary, outer)
+    so_compiled, so_compile_s = timed_compile(second, state, batch, frozen)
+
+    def second_order():
+        block(so_compiled(state, batch, frozen))
+
+    second_order()
+    t_so = interleaved({"second": second_order, "first": tar_one}, args.rounds)
+
     # 4. a red-team group: A attacks × 50 steps, evaluation every 25 steps inside the program
     from jaxsafe.tamper.attacks import AttackConfig
     from jaxsafe.tamper.runner import AttackCorpora, Target, run_group
@@ -171,7 +181,9 @@ def main() -> None:
         "tar_sequential_over_vmapped": ratio(t_tar["sequential"], t_tar["vmapped"]),
         "tar_step_s": spread(t_rmu["tar"]), "rmu_step_s": spread(t_rmu["rmu"]),
         "tar_over_rmu_step": ratio(t_rmu["tar"], t_rmu["rmu"]),
-        "compile_s": {"tar_step": round(tar_compile_s, 2), "tar_single_attack_meta_gradient": round(meta_compile_s, 2),
+        "second_order_step_s": spread(t_so["second"]),
+        "second_over_first_order": ratio(t_so["second"], t_so["first"]),
+        "compile_s": {"tar_step": round(tar_compile_s, 2), "tar_step_second_order": round(so_compile_s, 2), "tar_single_attack_meta_gradient": round(meta_compile_s, 2),
                       "rmu_step": round(rmu_compile_s, 2), "suite_group_first_call": round(suite_compile_s, 2)},
         "suite_group_vmapped_s": spread(t_suite["vmapped"]),
         "suite_group_sequential_s": spread(t_suite["sequential"]),
@@ -181,6 +193,7 @@ def main() -> None:
           f"{result['tar_step_sequential_s']['median']:.3f} s -> {format_ratio(result['tar_sequential_over_vmapped'])}")
     print(f"TAR step / RMU step: {format_ratio(result['tar_over_rmu_step'])} "
           f"({result['tar_step_s']['median']:.3f} s vs {result['rmu_step_s']['median']:.4f} s)")
+    print(f"second-order / first-order TAR step: {format_ratio(result['second_over_first_order'])}")
     print(f"compile: {result['compile_s']}")
     print(f"suite group of {a} attacks × 50 steps: vmapped {result['suite_group_vmapped_s']['median']:.2f} s, "
           f"sequential {result['suite_group_sequential_s']['median']:.2f} s -> "
