@@ -1,6 +1,7 @@
 """Compiled memory plans: the compiler's per-device argument bytes equal the shard sizes
 computed by hand from the parameters' logical axes, and the command answers for a mesh."""
 
+import dataclasses
 import math
 
 import jax
@@ -104,3 +105,6 @@ def test_tar_plan_holds_weights_reference_and_both_optimizers(rmu_config):
     assert plan["per_device_bytes"]["arguments"] >= 2 * weights + 2 * weights  # θ, ref; z and v of the outer optimizer
     assert plan["per_device_bytes"]["temporaries"] > weights
     assert plan["inner"] == [2, 4, 2] and plan["flops_per_step_per_device"] > 0
+    # bfloat16, as the paper config: the inner loop's gradient accumulator keeps its dtype
+    plan16 = plan_tar(dataclasses.replace(cfg, dtype="bfloat16"), sizes)
+    assert plan16["per_device_bytes"]["arguments"] < plan["per_device_bytes"]["arguments"]

@@ -101,7 +101,8 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
                 value = tr_loss(state.params, rest, tr_ids, tr_mask)
             return (state, acc), value
 
-        acc0 = jax.tree.map(jnp.zeros_like, theta) if accumulate_grads else None
+        # accumulated in float32 whatever θ's dtype (the weights w_k are float32)
+        acc0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), theta) if accumulate_grads else None
         (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, weights))
         return acc, jnp.sum(weights * values), values
 
@@ -135,7 +136,9 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         tr_grads, tr_objective, tr_values = meta_gradient(state.params, rest, batch)
         (l_retain, parts), r_grads = jax.value_and_grad(retain_objective, has_aux=True)(
             state.params, rest, ref, batch["retain_ids"], batch["retain_mask"])
-        grads = jax.tree.map(lambda a, b: lambda_tr * a + lambda_retain * b, tr_grads, r_grads)
+        # in the parameters' dtype, so the outer optimizer's state keeps its dtype from step to step
+        grads = jax.tree.map(lambda a, b, p: (lambda_tr * a + lambda_retain * b).astype(p.dtype),
+                             tr_grads, r_grads, state.params)
         loss = lambda_tr * tr_objective + lambda_retain * l_retain
         new_state = apply_gradients(outer, state, grads, loss)
         metrics = {"loss": loss, "tr_objective": tr_objective, "tr_entropy_last": -jnp.mean(tr_values[:, -1]),
