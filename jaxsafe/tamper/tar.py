@@ -101,8 +101,9 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
                 value = tr_loss(state.params, rest, tr_ids, tr_mask)
             return (state, acc), value
 
-        # accumulated in float32 whatever θ's dtype (the weights w_k are float32)
-        acc0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.float32), theta) if accumulate_grads else None
+        # accumulated in float32 or wider whatever θ's dtype (the weights w_k are float32 or wider)
+        acc0 = (jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)), theta)
+                if accumulate_grads else None)
         (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, weights))
         return acc, jnp.sum(weights * values), values
 
