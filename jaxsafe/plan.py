@@ -276,9 +276,11 @@ def advice(plan: dict[str, Any], device_bytes: int) -> str:
     if mem["temporaries"] > mem["arguments"]:
         mesh["tensor"] *= 2 ** math.ceil(math.log2(max(mem["temporaries"] / max(device_bytes - mem["arguments"], 1), 2)))
         suggestion = ",".join(f"{k}={v}" for k, v in mesh.items())
-        return (f"{head}; the temporaries ({mem['temporaries'] / GIB:.1f} GiB: activations of a batch of "
-                f"{plan['batch'][0]} rows that the data axes do not split) dominate: split them over a tensor axis "
-                f"(--mesh {suggestion}), turn on remat, or shorten the rows")
+        data_ways = plan["mesh"]["data"] * plan["mesh"]["fsdp"]
+        why = (f"; the batch of {plan['batch'][0]} rows does not split over the {data_ways} data-parallel devices"
+               if plan["batch"][0] % data_ways else "")
+        return (f"{head}; the temporaries ({mem['temporaries'] / GIB:.1f} GiB of activations{why}) dominate: "
+                f"split them over a tensor axis (--mesh {suggestion}), turn on remat, or shorten the rows")
     factor = 2 ** math.ceil(math.log2(need / device_bytes))
     mesh["fsdp"] *= factor
     suggestion = ",".join(f"{k}={v}" for k, v in mesh.items())
