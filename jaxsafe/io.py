@@ -203,7 +203,20 @@ class StagedDir:
                                 f"or choose another {flag}")
 
     def start(self) -> Path:
-        """Create the work folder (with ``config.yaml``) and return it."""
+        """Create the work folder (with ``config.yaml``) and return it.
+
+        In a multi-process job every process has run the checks of ``__init__`` before
+        any of them creates the folder (a barrier), so no process mistakes the fresh
+        folder of another for an interrupted run."""
+        import sys
+
+        if "jax" in sys.modules:
+            import jax
+
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+
+                multihost_utils.sync_global_devices(f"jaxsafe StagedDir {self.out}")
         self.work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.work / CONFIG_FILE, self.config_text)
         return self.work

@@ -61,7 +61,8 @@ def optax_own(cfg: OptimizerConfig, total: int):
         return optax.contrib.schedule_free_adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay)
     base = {"adam": lambda: optax.adam(lr, b1=cfg.b1, b2=cfg.b2),
             "sgd": lambda: optax.sgd(lr, momentum=cfg.momentum or None, nesterov=cfg.nesterov),
-            "adagrad": lambda: optax.adagrad(lr),
+            # the factory's Adagrad takes PyTorch's defaults (the authors' attacks): empty accumulator, eps 1e-10
+            "adagrad": lambda: optax.adagrad(lr, initial_accumulator_value=0.0, eps=1e-10),
             "adadelta": lambda: optax.adadelta(lr)}[cfg.name]()
     return optax.chain(optax.add_decayed_weights(cfg.weight_decay), base) if cfg.weight_decay else base
 
