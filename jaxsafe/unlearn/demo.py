@@ -24,7 +24,7 @@ def demo(out_dir: Path) -> None:
 
         world = out_dir / "world"
         build_world(world)
-    cfg = load_config(RMUConfig, None, [f"world={world}", "layer=0", "steps=30", "batch_size=8", "lr=3e-3",
+    cfg = load_config(RMUConfig, None, [f"world={world}", "layer=0", "steps=30", "batch_size=8", "optimizer.lr=3e-3",
                                         "steering_coef=20", "alpha=10", "eval_format=cloze", "retain.max_length=64"])
     results = unlearn_and_evaluate(cfg, out_dir / "run")
 
