@@ -29,7 +29,6 @@ from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.rl_agents import WEIGHTS, ActorCritic, num_params
 from jaxsafe.graphs.rl_config import RLTrainConfig
 from jaxsafe.graphs.rl_drivers import env_fns, policy, state_objective
-from jaxsafe.io import atomic_write_json
 from jaxsafe.optim.factory import make_optimizer
 from jaxsafe.runs import RunDir, train_loop
 from jaxsafe.train import init_state, make_step
@@ -200,7 +199,6 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False, gnn=None) -
     model.save(weights, extra={"train": {"steps": cfg.steps, "graphs": cfg.graphs, "episodes": P,
                                          "seconds": round(t_train, 1)}})
     run.write_results(results)
-    atomic_write_json(out / "results.json", results)
     return results
 
 
