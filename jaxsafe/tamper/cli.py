@@ -1,6 +1,9 @@
 """``jaxsafe tamper tar`` and ``jaxsafe attack`` (a red-team suite, or a worst-case search).
 
-Imports are lazy: ``jaxsafe --help`` does not load JAX.
+Imports are lazy: ``jaxsafe --help`` does not load JAX. Everything that can be checked
+without loading a model is checked first (arguments, config, the toy world's files, the
+output folder). A TAR run is built in a hidden sibling of ``--out`` and renamed into
+place when complete (:class:`jaxsafe.io.StagedDir`).
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from jaxsafe.cli import nonnegative_int, positive_int
 from jaxsafe.errors import UserError
 
 
@@ -17,7 +21,9 @@ def register(subparsers) -> None:
     t = methods.add_parser("tar", help="random mapping, then TAR's adversarial meta-learning; evaluate and red-team")
     t.add_argument("--config", type=Path, default=None, help="YAML config, e.g. configs/tar/toyworld.yaml")
     t.add_argument("--out", type=Path, required=True, help="run directory: model/, results.json, runs of each stage")
-    t.add_argument("--resume", action="store_true", help="continue an interrupted run of --out from its checkpoints")
+    t.add_argument("--resume", action="store_true", help="finish an interrupted run of --out from its checkpoints")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out; the old one stays until the new one is complete")
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=20 adversary.num=2")
     t.set_defaults(func=run_tar)
 
@@ -28,15 +34,15 @@ def register(subparsers) -> None:
                         "when it is one)")
     a.add_argument("--suite", type=Path, default=None, help="suite YAML, e.g. configs/attacks/redteam.yaml")
     a.add_argument("--out", type=Path, default=None, help="output folder (default: MODEL/../attacks or ../search)")
-    a.add_argument("--budget", type=int, default=64, help="search: number of sampled attacks")
-    a.add_argument("--lanes", type=int, default=8, help="search: attacks per vmapped batch")
+    a.add_argument("--budget", type=positive_int, default=64, help="search: number of sampled attacks")
+    a.add_argument("--lanes", type=positive_int, default=8, help="search: attacks per vmapped batch")
     a.add_argument("--steps", default="50,100,200", help="search: attack lengths to sample from (comma-separated)")
     a.add_argument("--epsilon", type=float, default=None,
                    help="largest benign-accuracy drop in points for an admissible attack (default: the suite's, or 10)")
-    a.add_argument("--questions", type=int, default=0, help="questions per evaluation set (0 = all)")
+    a.add_argument("--questions", type=nonnegative_int, default=0, help="questions per evaluation set (0 = all)")
     a.add_argument("--format", choices=("cloze", "letter"), default="cloze", help="question scoring format")
     a.add_argument("--sequential", action="store_true", help="run attacks one at a time instead of vmapped (for timing)")
-    a.add_argument("--seed", type=int, default=0, help="search: sampling seed")
+    a.add_argument("--seed", type=nonnegative_int, default=0, help="search: sampling seed")
     a.add_argument("overrides", nargs="*", metavar="[search] key=value",
                    help="'search' first: sample --budget attacks and report the worst case (otherwise: run --suite); "
                         "then suite overrides for every attack, e.g. steps=50")
@@ -44,14 +50,26 @@ def register(subparsers) -> None:
 
 
 def run_tar(args: argparse.Namespace) -> int:
-    from jaxsafe.config import load_config
+    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.io import StagedDir, check_input_file, check_output_dir
     from jaxsafe.tamper.config import TARConfig, resolve_world
 
-    cfg = resolve_world(load_config(TARConfig, args.config, args.overrides))
+    cfg = load_config(TARConfig, args.config, args.overrides)
+    check_output_dir(args.out)
+    cfg = resolve_world(cfg)
+    check_input_file(cfg.forget, "forget")
+    check_input_file(cfg.retain, "retain")
+    if cfg.suite:
+        check_input_file(cfg.suite, "suite")
+    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="run")
+    if stage.done:
+        print(f"{args.out} is already complete (same config): {args.out / 'results.json'}")
+        return 0
     from jaxsafe.tamper.pipeline import tar_and_evaluate
 
-    tar_and_evaluate(cfg, args.out, resume=args.resume)
-    print(f"wrote {args.out}/results.json and {args.out}/model")
+    tar_and_evaluate(cfg, stage.start(), resume=stage.resuming)
+    stage.commit()
+    print(f"wrote {args.out / 'results.json'} and {args.out / 'model'}")
     return 0
 
 
@@ -78,6 +96,11 @@ def run_attack(args: argparse.Namespace) -> int:
         raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     world = _world_for(args.model, args.world)
     world_files(world)  # checked before anything heavy loads
+    if args.epsilon is not None and not args.epsilon >= 0:
+        raise UserError(f"--epsilon must be a number of points >= 0, got {args.epsilon}")
+    from jaxsafe.io import check_output_dir
+
+    out = check_output_dir(args.out or args.model.resolve().parent / ("search" if args.action == "search" else "attacks"))
     if args.action == "suite":
         if args.suite is None:
             raise UserError("attack: --suite FILE is needed (e.g. configs/attacks/redteam.yaml)")
@@ -91,13 +114,10 @@ def run_attack(args: argparse.Namespace) -> int:
         from jaxsafe.tamper.pipeline import attack_model, load
 
         model, tokenizer = load(args.model)
-        out = args.out or args.model.resolve().parent / "attacks"
         attack_model(model, tokenizer, suite, world, out, fmt=args.format, limit=args.questions,
                      vmap=not args.sequential)
         print(f"wrote {out}/attacks.json, summary.json, curves.png")
         return 0
-    if args.budget < 1 or args.lanes < 1:
-        raise UserError("--budget and --lanes must be at least 1")
     if args.overrides:
         raise UserError("attack search takes no key=value overrides")
     try:
@@ -109,7 +129,6 @@ def run_attack(args: argparse.Namespace) -> int:
     from jaxsafe.tamper.pipeline import load, search
 
     model, tokenizer = load(args.model)
-    out = args.out or args.model.resolve().parent / "search"
     search(model, tokenizer, world, out, budget=args.budget, lanes=args.lanes,
            epsilon=10.0 if args.epsilon is None else args.epsilon, seed=args.seed, fmt=args.format,
            limit=args.questions, steps=steps)

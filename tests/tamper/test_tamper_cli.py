@@ -41,6 +41,17 @@ def test_tar_then_attack_then_search(world, tmp_path, capsys):
     assert set(results["after_tar"]) == {"hazard_E", "hazard_A", "benign"}
     assert (out / "model" / "config.json").is_file() and (out / "redteam" / "curves.png").is_file()
     assert len((out / "tar" / "metrics.jsonl").read_text().splitlines()) == 2
+    # built aside and renamed into place: no work folder left, no path into it recorded
+    assert not (tmp_path / ".tar.partial").exists() and (out / "config.yaml").is_file()
+    text = (out / "results.json").read_text()
+    assert ".partial" not in text and str(out) not in text
+    # a finished run with the same config: nothing to do
+    assert main(["tamper", "tar", "--config", str(REPO / "configs" / "tar" / "toyworld.yaml"), "--out", str(out),
+                 "--resume", f"world={world}", "steps=2", "random_mapping.steps=2", "adversary.steps=4",
+                 "adversary.tr_every=2", "adversary.num=2", "batch_size=2", f"suite={suite}", "eval_questions=8",
+                 "checkpoint_every=1"]) == 0
+    assert "already complete" in capsys.readouterr().out
+    assert (out / "results.json").read_text() == text
 
     attacks_out = tmp_path / "attacks"
     assert main(["attack", "--model", str(world / "base"), "--suite", str(suite), "--out", str(attacks_out),
