@@ -47,6 +47,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from jaxsafe.graphs.batching import bucket
+from jaxsafe.graphs.layers import EllGraph
 
 A_SIDE, B_SIDE, SEP = 0, 1, 2
 OBJECTIVES = ("nc", "qc")
@@ -196,11 +197,19 @@ def separator_features(ep: Episode, st: SepState) -> jax.Array:
 
 
 # ---------------------------------------------------------------- the agent's view
-def region_graph(ep: Episode) -> jraph.GraphsTuple:
-    """The region as an edge list (``N·K`` slots): edges with both ends in the region keep their weight, others 0."""
+def region_graph(ep: Episode, ell: bool = False) -> jraph.GraphsTuple | EllGraph:
+    """The region as an edge list (``N·K`` slots): edges with both ends in the region keep their weight, others 0.
+
+    ``ell=True``: the same graph as an :class:`~jaxsafe.graphs.layers.EllGraph`
+    (the ``[N, K]`` slots as they are, an empty edge list) for SAGE layers, which
+    then aggregate by row gathers instead of a scatter-add (faster on CPU).
+    """
     n, k = ep.nbr.shape
     keep = ep.movable[:, None] & ep.movable[ep.nbr]
     w = jnp.where(keep, ep.w, 0.0)
+    if ell:
+        none = jnp.zeros(0, jnp.int32)
+        return EllGraph(ep.nbr, w, none, none, jnp.zeros(0, w.dtype))
     receivers = jnp.repeat(jnp.arange(n, dtype=jnp.int32), k)
     return jraph.GraphsTuple(nodes=None, edges=w.reshape(-1), senders=ep.nbr.reshape(-1), receivers=receivers,
                              globals=None, n_node=jnp.array([n]), n_edge=jnp.array([n * k]))
@@ -231,12 +240,13 @@ def region_mask(adj: sp.csr_matrix, labels: np.ndarray, hops: int, separator: bo
 def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int = 3, separator: bool = False,
                     deg: np.ndarray | None = None, vw: np.ndarray | None = None,
                     targets: tuple[float, float] = (1.0, 1.0), num_nodes: int | None = None,
-                    num_slots: int | None = None) -> tuple[dict, np.ndarray]:
+                    num_slots: int | None = None, min_rows: int = 64) -> tuple[dict, np.ndarray]:
     """An :class:`Episode` (as a dict of NumPy arrays) around the cut/separator of ``labels`` on ``adj``.
 
     ``deg`` (default: ``adj``'s weighted degrees) and ``vw`` (default 1) are the
     volume and size contributions; ``num_nodes``/``num_slots`` pad to given
-    shapes (default: buckets). Returns ``(episode, sub)`` with ``sub`` the graph
+    shapes (default: buckets of rows — 2 per octave, at least ``min_rows`` — and
+    of slots — powers of two, at least 8). Returns ``(episode, sub)`` with ``sub`` the graph
     vertex of each subgraph row (region first, then halo).
     """
     adj = sp.csr_matrix(adj)
@@ -251,9 +261,9 @@ def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int = 3, se
     s = adj[sub][:, sub].tocsr()
     counts = np.diff(s.indptr)
     k_need = int(counts.max()) if m else 1
-    # coarse buckets (2 per octave, ≥ 64 rows; slots in multiples of 8): few compiled shapes per hierarchy
-    N = bucket(m + 1, 64, 2) if num_nodes is None else num_nodes
-    K = max(8, -(-k_need // 8) * 8) if num_slots is None else num_slots
+    # coarse buckets: few compiled shapes per hierarchy, shared by graphs of nearby sizes
+    N = bucket(m + 1, min_rows, 2) if num_nodes is None else num_nodes
+    K = bucket(k_need, 8) if num_slots is None else num_slots
     if m + 1 > N or k_need > K:
         raise ValueError(f"episode needs {m + 1} rows and {k_need} slots, got {N} and {K}")
     nbr = np.full((N, K), N - 1, np.int32)
@@ -282,9 +292,13 @@ def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int = 3, se
 
 
 def to_jax(ep: dict | Episode) -> Episode:
-    """An :class:`Episode` of device arrays from a dict (or Episode) of NumPy arrays."""
+    """An :class:`Episode` of device arrays from a dict (or Episode) of NumPy arrays.
+
+    ``device_put``, not ``jnp.asarray``: the latter compiles a small program per
+    array shape, which a fresh process pays for every padded episode shape.
+    """
     items = ep._asdict() if isinstance(ep, Episode) else ep
-    return Episode(**{f: jnp.asarray(items[f]) for f in Episode._fields})
+    return Episode(**jax.device_put({f: items[f] for f in Episode._fields}))
 
 
 def stack_episodes(eps: list[dict], num_nodes: int | None = None, num_slots: int | None = None) -> Episode:

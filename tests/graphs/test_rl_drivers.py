@@ -62,6 +62,23 @@ def test_batched_greedy_equals_single_calls(random_agent):
         assert many[3][i] == one[3]
 
 
+def test_patience_stops_after_that_many_moves_without_a_new_best():
+    agent = ActorCritic.load()
+    adj, _ = delaunay(3000, seed=5)
+    ep, _ = E.extract_episode(adj, metis_parts(adj, 2, 0))
+    full = jax.device_get(greedy(agent, ep, 400))
+    for p in (3, 10):
+        best, best_obj, _, moves = jax.device_get(greedy(agent, ep, 400, patience=p))
+        assert moves < full[3]
+        # the same deterministic rollout cut at `moves`: the best state came p moves before the end
+        cut = jax.device_get(greedy(agent, ep, int(moves)))
+        np.testing.assert_array_equal(cut[0], best)
+        earlier = jax.device_get(greedy(agent, ep, int(moves) - p))
+        assert earlier[1] == best_obj  # reached by then ...
+        if moves > p:
+            assert jax.device_get(greedy(agent, ep, int(moves) - p - 1))[1] > best_obj  # ... and not before
+
+
 def test_shipped_agent_multilevel_and_kway():
     agent = ActorCritic.load()
     adj, _ = delaunay(1000, seed=77)
