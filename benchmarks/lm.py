@@ -12,6 +12,12 @@ with SDPA attention. The sides alternate in ``--repeats`` interleaved rounds
 per-round ratios, min–max in brackets. The max |Δlogits| line checks both
 computed the same thing.
 
+The bound: every matrix product of the forward pass and of the train step
+(``step_matmuls``) is timed on its own in both frameworks, interleaved, and
+summed with its count. PyTorch's measured time divided by our matmul-only time
+is the largest speed-up we could reach if everything but the matrix products
+cost nothing — a target above it needs faster GEMMs, not less overhead.
+
 Memory (computed from shapes, not measured; activations excluded): parameters,
 gradients and optimizer state per device for Mistral-7B (Zephyr-7B-β),
 Llama-3-8B and Yi-34B, everything sharded FSDP-style over all devices, for RMU
@@ -82,6 +88,69 @@ def memory_table() -> list[dict]:
     return rows
 
 
+def step_matmuls(layers: int, d: int, heads: int, kv_heads: int, head_dim: int, ffn: int, vocab: int,
+                 batch: int, seq: int) -> list[tuple[str, tuple, tuple, bool, bool, int]]:
+    """The matrix products of one forward pass and of one train step, as
+    ``(pass, a shape, b shape, transpose a, transpose b, count)``.
+
+    Per weight W [in, out] applied to N = B·T rows: the forward X·W, and in the
+    backward dY·Wᵀ (input gradient) and Xᵀ·dY (weight gradient). Attention per
+    layer, over the B·H heads: S = Q·Kᵀ and O = P·V forward, and dP = dO·Vᵀ,
+    dV = Pᵀ·dO, dQ = dS·K, dK = dSᵀ·Q backward. "forward" rows are the forward
+    pass; a train step is all rows.
+    """
+    n, g = batch * seq, batch * heads
+    weights = [(d, heads * head_dim, 1), (d, kv_heads * head_dim, 2), (heads * head_dim, d, 1), (d, ffn, 2), (ffn, d, 1)]
+    rows = []
+    for fan_in, fan_out, per_layer in weights + [(d, vocab, None)]:
+        count = layers * per_layer if per_layer else 1
+        rows += [("forward", (n, fan_in), (fan_in, fan_out), False, False, count),
+                 ("backward", (n, fan_out), (fan_in, fan_out), False, True, count),
+                 ("backward", (n, fan_in), (n, fan_out), True, False, count)]
+    qk, pv = ((g, seq, head_dim), (g, seq, head_dim), False, True), ((g, seq, seq), (g, seq, head_dim), False, False)
+    rows += [("forward", *qk, layers), ("forward", *pv, layers),
+             ("backward", (g, seq, head_dim), (g, seq, head_dim), False, True, layers),  # dP = dO·Vᵀ
+             ("backward", (g, seq, seq), (g, seq, head_dim), True, False, 2 * layers),   # dV = Pᵀ·dO, dK = dSᵀ·Q
+             ("backward", (g, seq, seq), (g, seq, head_dim), False, False, layers)]      # dQ = dS·K
+    return rows
+
+
+def matmul_only(args, repeats: int) -> dict:
+    """Seconds that the forward pass and the train step spend in matrix products alone,
+    each product timed on its own in both frameworks (interleaved), times its count.
+
+    This is the bound: a step whose every other operation were free would take this
+    long at the framework's own matmul speed."""
+    import torch
+
+    heads = args.d_model // 64
+    rows = step_matmuls(args.layers, args.d_model, heads, max(heads // 2, 1), 64, 3 * args.d_model, args.vocab,
+                        args.batch, args.seq)
+    rng = np.random.default_rng(0)
+    total = {"jaxsafe": {"forward": 0.0, "train_step": 0.0}, "transformers": {"forward": 0.0, "train_step": 0.0}}
+    gflop = {"forward": 0.0, "train_step": 0.0}
+    for kind, a_shape, b_shape, ta, tb, count in rows:
+        a = rng.standard_normal(a_shape, dtype=np.float32)
+        b = rng.standard_normal(b_shape, dtype=np.float32)
+        ja, jb = jnp.asarray(a), jnp.asarray(b)
+        tja, tjb = torch.from_numpy(a), torch.from_numpy(b)
+        f = jax.jit(lambda x, y: jnp.matmul(jnp.swapaxes(x, -1, -2) if ta else x, jnp.swapaxes(y, -1, -2) if tb else y))
+        f(ja, jb).block_until_ready()
+        sides = {"jaxsafe": lambda: f(ja, jb).block_until_ready(),
+                 "transformers": lambda: torch.matmul(tja.transpose(-1, -2) if ta else tja,
+                                                      tjb.transpose(-1, -2) if tb else tjb)}
+        times = interleaved(sides, repeats, settle=True)
+        m, k = (a_shape[-1], a_shape[-2]) if ta else (a_shape[-2], a_shape[-1])
+        nn = b_shape[-2] if tb else b_shape[-1]
+        flop = 2.0 * m * k * nn * (a_shape[0] if len(a_shape) == 3 else 1) * count
+        for side, t in times.items():
+            for pass_ in ("train_step",) + (("forward",) if kind == "forward" else ()):
+                total[side][pass_] += statistics.median(t) * count
+        for pass_ in ("train_step",) + (("forward",) if kind == "forward" else ()):
+            gflop[pass_] += flop / 1e9
+    return {"seconds": total, "gflop": gflop}
+
+
 def speed(args) -> dict:
     import torch
     import transformers
@@ -148,6 +217,8 @@ def speed(args) -> dict:
     torch_step()
     train = interleaved({"jaxsafe": ours_step, "transformers": torch_step}, args.repeats)
     ours_train, theirs_train = statistics.median(train["jaxsafe"]), statistics.median(train["transformers"])
+    bound = matmul_only(args, args.repeats)
+    mm = bound["seconds"]
     return {
         "config": {"layers": args.layers, "d_model": args.d_model, "heads": heads, "kv_heads": max(heads // 2, 1),
                    "intermediate": args.d_model * 3, "vocab": args.vocab, "batch": args.batch, "seq": args.seq,
@@ -160,6 +231,10 @@ def speed(args) -> dict:
                          "ratio": ratio(train["transformers"], train["jaxsafe"])["median"],
                          "ratio_spread": ratio(train["transformers"], train["jaxsafe"]),
                          "rounds_s": train},
+        "matmul_only_s": mm, "matmul_gflop": bound["gflop"],
+        # The speed-up if everything but our matrix products were free: PyTorch's measured time / our matmul time.
+        "bound_ratio": {"forward": theirs_fwd / mm["jaxsafe"]["forward"],
+                        "train_step": theirs_train / mm["jaxsafe"]["train_step"]},
         "compile_s": {"forward": compile_fwd, "train_step": compile_step},
         "max_abs_logit_diff": max_diff,
     }
@@ -190,6 +265,16 @@ def main(argv=None) -> None:
     print(f"| forward tokens/s | {f['jaxsafe']:,.0f} | {f['transformers']:,.0f} | {format_ratio(f['ratio_spread'])} |")
     t = s["train_step_s"]
     print(f"| train step (AdamW, full FT) | {t['jaxsafe'] * 1e3:,.0f} ms | {t['transformers'] * 1e3:,.0f} ms | {format_ratio(t['ratio_spread'])} |")
+    mm = s["matmul_only_s"]
+    print("\nmatrix products alone (each timed on its own, times its count), and the bound they set:\n")
+    print("| | matmul GFLOP | jaxsafe matmuls | its share of our time | PyTorch matmuls | its share of PyTorch's time "
+          "| bound: PyTorch time / our matmul time |\n|---|---|---|---|---|---|---|")
+    tokens = s["config"]["batch"] * s["config"]["seq"]
+    for pass_, ours_t, theirs_t in (("forward", tokens / f["jaxsafe"], tokens / f["transformers"]),
+                                    ("train_step", t["jaxsafe"], t["transformers"])):
+        print(f"| {pass_} | {s['matmul_gflop'][pass_]:.1f} | {mm['jaxsafe'][pass_] * 1e3:,.0f} ms "
+              f"| {mm['jaxsafe'][pass_] / ours_t:.0%} | {mm['transformers'][pass_] * 1e3:,.0f} ms "
+              f"| {mm['transformers'][pass_] / theirs_t:.0%} | {s['bound_ratio'][pass_]:.2f}× |")
     print(f"compile: forward {s['compile_s']['forward']:.1f} s, train step {s['compile_s']['train_step']:.1f} s; "
           f"max |logits diff| {s['max_abs_logit_diff']:.1e}")
     meshes = [m for m, _, _ in MESHES]
