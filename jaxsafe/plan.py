@@ -112,14 +112,16 @@ def _mesh(mesh_sizes: dict[str, int]):
     return make_mesh(**mesh_sizes, devices=jax.devices()[:count])
 
 
-def _abstract_model(model: str, dtype):
-    """(config, module) of ``model`` with abstract arrays only (nothing allocated)."""
+def _abstract_model(model: str, dtype, remat: bool | str = False):
+    """(config, module) of ``model`` with abstract arrays only (nothing allocated); ``remat``
+    is the layers' rematerialization policy (:data:`jaxsafe.lm.model.REMAT_POLICIES`)."""
     from flax import nnx
 
     from jaxsafe.lm.model import Decoder
 
     config = architecture(model)
-    return config, nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=dtype))
+    return config, nnx.eval_shape(lambda: Decoder(config, rngs=nnx.Rngs(0), dtype=dtype, param_dtype=dtype,
+                                                     remat=remat))
 
 
 def _state_shardings(state, params_like, optimizer, mesh):
@@ -171,7 +173,8 @@ def _tokens_sharding(mesh, shape):
     return logical_to_sharding(("batch",) + (None,) * (len(shape) - 1), mesh, shape=shape)
 
 
-def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) -> dict[str, Any]:
+def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None,
+             remat: bool | str = False) -> dict[str, Any]:
     """Compile one RMU step of ``cfg`` (an :class:`~jaxsafe.unlearn.config.RMUConfig`) for a
     mesh of ``mesh_sizes`` and return the compiler's per-device memory and FLOPs.
 
@@ -189,7 +192,7 @@ def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) 
 
     mesh = _mesh(mesh_sizes)
     dtype = getattr(jnp, cfg.dtype)
-    config, module = _abstract_model(cfg.model, dtype)
+    config, module = _abstract_model(cfg.model, dtype, remat)
     if not 0 <= cfg.layer < config.num_layers:
         raise UserError(f"layer {cfg.layer} is outside the model's {config.num_layers} layers")
     graphdef, params = nnx.split(module)
@@ -212,12 +215,13 @@ def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) 
                                    cfg.authors_convention), optimizer)
     figures = _compiled_figures(step, (state, batch, frozen), (state_sh, batch_sh, frozen_sh), (state_sh, replicated))
     return {"model": cfg.model, "method": "rmu", "mesh": mesh_sizes, "devices": math.prod(mesh_sizes.values()),
-            "batch": [b, t], "dtype": cfg.dtype, **figures,
+            "batch": [b, t], "dtype": cfg.dtype, "remat": module.remat, **figures,
             "shape_estimate_per_device_bytes": shape_estimate(config, cfg.layer, jnp.dtype(dtype).itemsize)
             / math.prod(mesh_sizes.values())}
 
 
-def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) -> dict[str, Any]:
+def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None,
+             remat: bool | str = False) -> dict[str, Any]:
     """Compile one TAR outer step of ``cfg`` (a :class:`~jaxsafe.tamper.config.TARConfig`):
     ``adversary.num`` attacks of K inner steps under vmap, the entropy-loss gradients, the
     retain loss against a reference model and the outer update, for a mesh of ``mesh_sizes``."""
@@ -234,7 +238,7 @@ def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) 
 
     mesh = _mesh(mesh_sizes)
     dtype = getattr(jnp, cfg.dtype)
-    config, module = _abstract_model(cfg.model, dtype)
+    config, module = _abstract_model(cfg.model, dtype, remat)
     graphdef, params, rest = nnx.split(module, nnx.Param, ...)
     adv = cfg.adversary
     inner = InnerLoop(steps=adv.steps, tr_every=adv.tr_every, weight_rate=adv.weight_rate,
@@ -259,7 +263,8 @@ def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None) 
     # weights + outer schedule-free AdamW (z, v in f32) + the reference copy + the adversary (weights, 2 moments)
     estimate = n * (jnp.dtype(dtype).itemsize * 3 + 4 * 2 + 4 * 2)
     return {"model": cfg.model, "method": "tar", "mesh": mesh_sizes, "devices": math.prod(mesh_sizes.values()),
-            "batch": [b, t], "inner": [adv.num, adv.steps, adv.batch_size], "dtype": cfg.dtype, **figures,
+            "batch": [b, t], "inner": [adv.num, adv.steps, adv.batch_size], "dtype": cfg.dtype, "remat": module.remat,
+            **figures,
             "shape_estimate_per_device_bytes": estimate / math.prod(mesh_sizes.values())}
 
 
@@ -279,8 +284,9 @@ def advice(plan: dict[str, Any], device_bytes: int) -> str:
         data_ways = plan["mesh"]["data"] * plan["mesh"]["fsdp"]
         why = (f"; the batch of {plan['batch'][0]} rows does not split over the {data_ways} data-parallel devices"
                if plan["batch"][0] % data_ways else "")
+        remat = ", turn on remat (--remat full)" if plan.get("remat", "none") == "none" else ""
         return (f"{head}; the temporaries ({mem['temporaries'] / GIB:.1f} GiB of activations{why}) dominate: "
-                f"split them over a tensor axis (--mesh {suggestion}), turn on remat, or shorten the rows")
+                f"split them over a tensor axis (--mesh {suggestion}){remat}, or shorten the rows")
     factor = 2 ** math.ceil(math.log2(need / device_bytes))
     mesh["fsdp"] *= factor
     suggestion = ",".join(f"{k}={v}" for k, v in mesh.items())
@@ -300,6 +306,9 @@ def register(subparsers) -> None:
     p.add_argument("--mesh", default="data=1,fsdp=8,tensor=1", help="axis=size pairs (default data=1,fsdp=8,tensor=1)")
     p.add_argument("--device-memory", default=None, metavar="SIZE", help="memory per device, e.g. 80GB: say whether it fits")
     p.add_argument("--batch-size", type=nonnegative_int, default=0, help="global batch (default: the config's)")
+    p.add_argument("--remat", default="none", metavar="POLICY",
+                   help="what each layer's backward pass keeps: none (default), full, dots_saveable, ... "
+                        "(jaxsafe.lm.model.REMAT_POLICIES)")
     p.add_argument("--out", type=Path, default=None, help="write the plan as JSON here")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     p.set_defaults(func=run_plan)
@@ -336,9 +345,12 @@ def run_plan(args) -> int:
     if "jax" not in sys.modules:  # this process only: as many simulated CPU devices as the mesh has
         os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={count}"
         os.environ["JAX_PLATFORMS"] = "cpu"
-    plan = (plan_tar if method == "tar" else plan_rmu)(cfg, sizes, batch_size=args.batch_size or None)
+    from jaxsafe.lm.model import remat_policy_name
+
+    remat = remat_policy_name(args.remat)  # a bad name fails before compiling
+    plan = (plan_tar if method == "tar" else plan_rmu)(cfg, sizes, batch_size=args.batch_size or None, remat=remat)
     mem = plan["per_device_bytes"]
-    print(f"{cfg.model}, {method.upper()}, mesh {args.mesh} ({count} devices), batch {plan['batch'][0]} x {plan['batch'][1]}, {cfg.dtype}")
+    print(f"{cfg.model}, {method.upper()}, mesh {args.mesh} ({count} devices), batch {plan['batch'][0]} x {plan['batch'][1]}, {cfg.dtype}, remat {remat}")
     print("per device, compiled: " + ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in mem.items()))
     print(f"per device, from shapes (weights and optimizer states only): {plan['shape_estimate_per_device_bytes'] / GIB:.2f} GiB")
     print(f"FLOPs per step per device: {plan['flops_per_step_per_device']:.3g}")

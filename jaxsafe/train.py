@@ -60,7 +60,57 @@ def apply_gradients(optimizer: optax.GradientTransformationExtraArgs, state: Tra
     return TrainState(state.step + 1, optax.apply_updates(state.params, updates), opt_state)
 
 
-def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformationExtraArgs
+def split_microbatches(batch: Any, microbatches: int) -> Any:
+    """``batch`` with every array of a leading (batch) axis B reshaped to [k, B/k, ...].
+
+    Microbatch j holds rows j, j + k, j + 2k, ...: the reshape keeps the batch axis
+    major, so a batch sharded over the data axis stays sharded in each microbatch (a
+    contiguous split would put each microbatch on one device). 0-d leaves (a topic
+    index) are shared by every microbatch.
+    """
+    k = microbatches
+
+    def split(x):
+        x = jax.numpy.asarray(x)
+        if x.ndim == 0:
+            return jax.numpy.broadcast_to(x, (k,))
+        if x.shape[0] % k:
+            raise UserError(f"microbatches={k} does not divide the batch of {x.shape[0]} rows")
+        return x.reshape(x.shape[0] // k, k, *x.shape[1:]).swapaxes(0, 1)
+
+    return jax.tree.map(split, batch)
+
+
+def accumulated_loss_and_grad(loss_fn: LossFn, params: Any, batch: Any, frozen: Any = None, *,
+                              microbatches: int = 1) -> tuple[tuple[jax.Array, dict], Any]:
+    """:func:`loss_and_grad` computed over ``microbatches`` slices of ``batch`` in a ``lax.scan``.
+
+    Returns the mean of the microbatches' losses, metrics and gradients (summed in
+    float32 or wider, returned in the parameters' dtypes). Only one microbatch's
+    activations are alive at a time. The mean equals the full batch's loss and gradient
+    when the loss is a mean over rows of equal weight (a token-mean loss over rows of
+    unequal token counts weighs each microbatch's tokens by 1/k, not by its share).
+    """
+    if not isinstance(microbatches, int) or isinstance(microbatches, bool) or microbatches < 1:
+        raise UserError(f"microbatches must be an int >= 1, got {microbatches!r}")
+    if microbatches == 1:
+        return loss_and_grad(loss_fn, params, batch, frozen)
+    jnp = jax.numpy
+    wide = lambda x: jnp.promote_types(x.dtype, jnp.float32)  # noqa: E731
+
+    def body(grad_sum, micro):
+        (loss, metrics), grads = loss_and_grad(loss_fn, params, micro, frozen)
+        grad_sum = jax.tree.map(lambda a, g: a + g.astype(a.dtype), grad_sum, grads)
+        return grad_sum, (loss, metrics)
+
+    zeros = jax.tree.map(lambda p: jnp.zeros(jnp.shape(p), wide(p)), params)
+    grad_sum, (losses, metrics) = jax.lax.scan(body, zeros, split_microbatches(batch, microbatches))
+    grads = jax.tree.map(lambda a, p: (a / microbatches).astype(p.dtype), grad_sum, params)
+    mean = lambda x: jnp.mean(x, axis=0)  # noqa: E731
+    return (mean(losses), jax.tree.map(mean, metrics)), grads
+
+
+def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformationExtraArgs, *, microbatches: int = 1
               ) -> Callable[[TrainState, Any, Any], tuple[TrainState, dict]]:
     """The pure step ``(state, batch, frozen) -> (state, metrics)`` of ``loss_fn`` under ``optimizer``.
 
@@ -68,10 +118,17 @@ def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformationExtraArgs
     transformation do so; :func:`jaxsafe.optim.factory.make_optimizer` returns such).
     Metrics are the loss function's own plus ``loss`` and the gradient's global
     ``grad_norm``, all as device arrays (nothing is moved to the host).
+
+    ``microbatches=k`` accumulates the gradient over k slices of each batch
+    (:func:`accumulated_loss_and_grad`) before one optimizer update: the same step on
+    the same batch, with the activations of B/k rows instead of B in memory.
     """
+    if not isinstance(microbatches, int) or isinstance(microbatches, bool) or microbatches < 1:
+        raise UserError(f"microbatches must be an int >= 1, got {microbatches!r}")
 
     def step(state: TrainState, batch: Any, frozen: Any = None) -> tuple[TrainState, dict]:
-        (loss, metrics), grads = loss_and_grad(loss_fn, state.params, batch, frozen)
+        (loss, metrics), grads = accumulated_loss_and_grad(loss_fn, state.params, batch, frozen,
+                                                           microbatches=microbatches)
         new_state = apply_gradients(optimizer, state, grads, loss)
         return new_state, {**metrics, "loss": loss, "grad_norm": optax.tree.norm(grads)}
 

@@ -68,6 +68,8 @@ def test_advice_names_a_mesh_that_would_fit():
                          "mesh": {"data": 1, "fsdp": 8, "tensor": 1}, "batch": [2, 768]}
     text = advice(activations_bound, 80 * GIB)
     assert "temporaries (80.0 GiB" in text and "tensor=2" in text
+    assert "--remat full" in text  # remat is off in this plan
+    assert "--remat" not in advice({**activations_bound, "remat": "full"}, 80 * GIB)
 
 
 @pytest.mark.parametrize("text, expected", [("80GB", 80 * GIB), ("16GiB", 16 * GIB), ("0.5T", 512 * GIB), ("24", 24 * GIB)])

@@ -64,27 +64,56 @@ def pad_batch(
     return ids, mask
 
 
-def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+def pack_documents(docs: Sequence[Sequence[int]], seq_len: int, pad_id: int, *, segments: bool = False
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Pack whole documents, in order, into rows of ``seq_len`` tokens.
 
     A document goes into the current row if it fits and otherwise starts a new
     row, so (unlike concatenate-and-chop packing) every document begins at a row
     boundary or right after another whole document; the leftover tail of a row is
     padding (mask 0). Documents longer than ``seq_len`` are split into
-    ``seq_len``-token pieces. Returns int32 ids and mask of shape [rows, seq_len].
+    ``seq_len``-token pieces. Returns int32 ids and mask of shape [rows, seq_len];
+    with ``segments=True`` the second array holds segment ids instead of the mask:
+    1, 2, ... for the documents (pieces) of each row, 0 for padding — the model's
+    ``segment_ids`` (:func:`packed_batch`), which keep attention inside each document.
     """
+    if seq_len < 1:
+        raise UserError(f"pack_documents needs seq_len >= 1, got {seq_len}")
     rows: list[list[int]] = []
+    row_segments: list[list[int]] = []
     current: list[int] = []
+    current_segments: list[int] = []
     for doc in docs:
         pieces = [list(doc[i : i + seq_len]) for i in range(0, len(doc), seq_len)] or [[]]
         for piece in pieces:
             if len(current) + len(piece) > seq_len:
                 rows.append(current)
-                current = []
+                row_segments.append(current_segments)
+                current, current_segments = [], []
+            segment = (current_segments[-1] + 1) if current_segments else 1
             current.extend(piece)
+            current_segments.extend([segment] * len(piece))
     if current:
         rows.append(current)
-    return pad_batch(rows, seq_len, pad_id)
+        row_segments.append(current_segments)
+    ids, mask = pad_batch(rows, seq_len, pad_id)
+    if not segments:
+        return ids, mask
+    segment_ids = np.zeros_like(ids)
+    for i, seg in enumerate(row_segments):
+        segment_ids[i, : len(seg)] = seg
+    return ids, segment_ids
+
+
+def packed_batch(ids: np.ndarray, segment_ids: np.ndarray) -> dict[str, np.ndarray]:
+    """A language-modelling batch of packed rows (``pack_documents(..., segments=True)``):
+    ``input_ids``, ``attention_mask``, ``segment_ids`` and a ``loss_mask`` whose targets are
+    every token but the first of each document (no document is asked to predict the next one's start)."""
+    segment_ids = np.asarray(segment_ids)
+    previous = np.pad(segment_ids[:, :-1], ((0, 0), (1, 0)))
+    loss_mask = ((segment_ids > 0) & (segment_ids == previous)).astype(np.int32)
+    return {"input_ids": np.asarray(ids), "attention_mask": (segment_ids > 0).astype(np.int32),
+            "segment_ids": segment_ids.astype(np.int32), "loss_mask": loss_mask}
 
 
 def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:

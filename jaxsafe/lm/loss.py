@@ -29,6 +29,7 @@ def next_token_loss(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Arra
 
 def lm_loss_fn(model: nnx.Module, batch: dict) -> tuple[jax.Array, dict]:
     """Fine-tuning objective ``(model, batch) -> (loss, metrics)``: batch has
-    ``input_ids``, ``attention_mask`` and ``loss_mask`` ([B, T] each)."""
-    logits = model(batch["input_ids"], batch["attention_mask"])
+    ``input_ids``, ``attention_mask`` and ``loss_mask`` ([B, T] each), and ``segment_ids``
+    for packed rows (:func:`jaxsafe.data.batching.packed_batch`)."""
+    logits = model(batch["input_ids"], batch["attention_mask"], segment_ids=batch.get("segment_ids"))
     return next_token_loss(logits, batch["input_ids"], batch["loss_mask"]), {}

@@ -74,6 +74,14 @@ def positions_from_mask(attention_mask: jax.Array) -> jax.Array:
     return jnp.maximum(jnp.cumsum(attention_mask.astype(jnp.int32), axis=-1) - 1, 0)
 
 
+def positions_in_segments(segment_ids: jax.Array) -> jax.Array:
+    """Position ids that restart at 0 where the segment id changes along a packed row."""
+    t = jnp.arange(segment_ids.shape[-1])
+    starts = jnp.concatenate([jnp.ones_like(segment_ids[..., :1], bool), segment_ids[..., 1:] != segment_ids[..., :-1]],
+                             axis=-1)
+    return t - jax.lax.cummax(jnp.where(starts, t, 0), axis=segment_ids.ndim - 1)
+
+
 def apply_rope(x: jax.Array, positions: jax.Array, inv_freq: np.ndarray) -> jax.Array:
     """Rotate x [B, T, heads, d] by angle positions[b, t] · inv_freq (rotate-half layout)."""
     angles = positions[..., None].astype(jnp.float32) * jnp.asarray(inv_freq)  # [B, T, d/2]
@@ -142,10 +150,21 @@ def _project(module, name: str, x: jax.Array, lora) -> jax.Array:
     return y.reshape(*x.shape[:-1], y.shape[-1])
 
 
-class Attention(nnx.Module):
-    """Grouped-query attention: num_heads query heads share num_kv_heads key/value heads."""
+ATTENTION_IMPLEMENTATIONS = ("einsum", "xla", "cudnn")
 
-    def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype):
+
+class Attention(nnx.Module):
+    """Grouped-query attention: num_heads query heads share num_kv_heads key/value heads.
+
+    ``implementation`` computes softmax(q kᵀ/√d) v either with jaxsafe's own einsums
+    ("einsum") or through ``jax.nn.dot_product_attention`` with that implementation
+    ("xla"; "cudnn": cuDNN's fused attention, NVIDIA GPUs only). All take the same
+    boolean mask and give the same logits on CPU (docs/scale.md)."""
+
+    def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype, implementation: str = "einsum"):
+        if implementation not in ATTENTION_IMPLEMENTATIONS:
+            raise UserError(f"attention must be one of {', '.join(ATTENTION_IMPLEMENTATIONS)}, got {implementation!r}")
+        self.implementation = implementation
         c = config
         self.num_heads, self.num_kv_heads, self.head_dim = c.num_heads, c.num_kv_heads, c.head_dim
         kw = dict(rngs=rngs, dtype=dtype, param_dtype=param_dtype)
@@ -171,6 +190,10 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_update_slice(cache[0], k.astype(cache[0].dtype), (0, cache_index, 0, 0))
             v = jax.lax.dynamic_update_slice(cache[1], v.astype(cache[1].dtype), (0, cache_index, 0, 0))
             cache = (k, v)
+        if self.implementation != "einsum":
+            out = jax.nn.dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), mask=mask[:, 0],
+                                               scale=1.0 / math.sqrt(self.head_dim), implementation=self.implementation)
+            return _project(self, "o_proj", out.reshape(b, t, self.num_heads * self.head_dim), lora), cache
         groups = self.num_heads // self.num_kv_heads
         q = q.reshape(b, t, self.num_kv_heads, groups, self.head_dim)
         scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype), preferred_element_type=jnp.float32)
@@ -200,10 +223,10 @@ class MLP(nnx.Module):
 class DecoderLayer(nnx.Module):
     """One pre-norm block. In a :class:`Decoder` it holds the weights of all L layers stacked."""
 
-    def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype):
+    def __init__(self, config: DecoderConfig, *, rngs, dtype, param_dtype, attention: str = "einsum"):
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
-        self.self_attn = Attention(config, rngs=rngs, **kw)
+        self.self_attn = Attention(config, rngs=rngs, implementation=attention, **kw)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
         self.mlp = MLP(config, rngs=rngs, **kw)
 
@@ -231,37 +254,65 @@ def stack_modules(modules: Sequence[nnx.Module], axis_name: str = "layers") -> n
     return nnx.merge(graphdef, stacked)
 
 
+# What the backward pass of a layer keeps (jax.checkpoint policies); "none" = no remat.
+REMAT_POLICIES = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+    "dots_saveable": jax.checkpoint_policies.dots_saveable,
+    "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "everything_saveable": jax.checkpoint_policies.everything_saveable,
+}
+
+
+def remat_policy_name(remat: bool | str) -> str:
+    """The :data:`REMAT_POLICIES` name of ``remat`` (True = "full", False = "none")."""
+    if remat is True or remat is False:
+        return "full" if remat else "none"
+    if remat not in REMAT_POLICIES:
+        raise UserError(f"remat must be one of {', '.join(REMAT_POLICIES)} (or true/false), got {remat!r}")
+    return remat
+
+
 class Decoder(nnx.Module):
     """A causal LM over stacked layers. ``dtype`` is the compute dtype, ``param_dtype`` the
     storage dtype (bf16 compute over f32 master weights: ``dtype=jnp.bfloat16,
-    param_dtype=jnp.float32``). ``remat=True`` recomputes each layer's activations in
-    the backward pass (``jax.checkpoint`` on the scan body), trading compute for memory
-    in full fine-tuning. ``scan_unroll`` is ``lax.scan``'s ``unroll`` (layers per
+    param_dtype=jnp.float32``). ``remat`` names what the backward pass keeps of each
+    layer (``jax.checkpoint`` on the scan body with a policy from :data:`REMAT_POLICIES`):
+    ``"none"`` (or False) everything, ``"full"`` (or True, = ``"nothing_saveable"``) only the
+    layer's input, ``"dots_saveable"`` the matmul outputs, trading compute for memory in
+    full fine-tuning (docs/scale.md measures each). ``attention`` is the attention
+    implementation (:data:`ATTENTION_IMPLEMENTATIONS`, see :class:`Attention`). ``scan_unroll`` is ``lax.scan``'s ``unroll`` (layers per
     compiled loop iteration; L unrolls the whole stack): keep 1 for deep models (at 32
     layers full unrolling compiles a train step 2-4x slower), L can run shallow, narrow
     models faster (benchmarks/lm_compile.py, docs/lm.md)."""
 
     def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs, dtype=jnp.float32, param_dtype=jnp.float32,
-                 remat: bool = False, scan_unroll: int = 1):
+                 remat: bool | str = False, scan_unroll: int = 1, attention: str = "einsum"):
         self.config = config
         self.dtype = dtype
-        self.remat = remat
+        self.remat = remat_policy_name(remat)
         self.scan_unroll = scan_unroll
         kw = dict(dtype=dtype, param_dtype=param_dtype)
         self.embed_tokens = nnx.Embed(config.vocab_size, config.hidden_size, embedding_init=_INIT,
                                       embedding_metadata=_axes("vocab", "embed"), rngs=rngs, **kw)
         # Built one by one, then stacked: a seed gives the weights it gave before layers were stacked.
-        self.layers = stack_modules([DecoderLayer(config, rngs=rngs, **kw) for _ in range(config.num_layers)])
+        self.layers = stack_modules([DecoderLayer(config, rngs=rngs, attention=attention, **kw)
+                                     for _ in range(config.num_layers)])
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
         if not config.tie_word_embeddings:
             self.lm_head = _linear(config.hidden_size, config.vocab_size, False, ("embed", "vocab"), rngs, **kw)
 
-    def __call__(self, input_ids, attention_mask=None, positions=None, *, lora=None, ablate=None):
+    def __call__(self, input_ids, attention_mask=None, positions=None, *, segment_ids=None, lora=None, ablate=None):
         """Logits [B, T, V]. ``attention_mask`` is 1 for real tokens and 0 for padding
-        (left padding gives each row the logits it would have alone). ``lora`` is a
+        (left padding gives each row the logits it would have alone). ``segment_ids``
+        [B, T] marks the documents of packed rows (1, 2, ... per row, 0 = padding): a
+        token attends only within its document and positions restart at each, so every
+        document gets the logits it would have alone. ``lora`` is a
         :class:`~jaxsafe.lm.lora.LoRA`; ``ablate`` a unit vector [D] projected out of the
         residual stream after the embedding and after every layer."""
-        h, _, _ = self.run_layers(input_ids, attention_mask, positions, lora=lora, ablate=ablate)
+        h, _, _ = self.run_layers(input_ids, attention_mask, positions, segment_ids=segment_ids, lora=lora,
+                                  ablate=ablate)
         return self.unembed(h)
 
     def hidden_states(self, input_ids, attention_mask=None, layers: Sequence[int] = (), positions=None, *,
@@ -288,17 +339,28 @@ class Decoder(nnx.Module):
         return logits.reshape(*h.shape[:-1], logits.shape[-1])
 
     def run_layers(self, input_ids, attention_mask=None, positions=None, *, upto=None, collect=False,
-                   cache=None, cache_index=None, kv_valid=None, lora=None, ablate=None):
+                   cache=None, cache_index=None, kv_valid=None, segment_ids=None, lora=None, ablate=None):
         """Embed and scan layers [0, upto). Returns (h, states, new cache), where ``states``
         is [upto + 1, B, T, D] (the embeddings, then each layer's output) when ``collect``.
 
         For cached decoding pass ``cache`` = (k, v), each [L, B, S, K, d] (stacked over
         layers), the slot ``cache_index`` where these T tokens go, explicit ``positions``
-        and ``kv_valid`` [B, S] marking the slots that hold real tokens.
+        and ``kv_valid`` [B, S] marking the slots that hold real tokens. ``segment_ids``
+        (packed rows, see ``__call__``) also sets the default mask and positions.
         """
         c = self.config
         input_ids = jnp.asarray(input_ids)
         b, t = input_ids.shape
+        if segment_ids is not None:
+            if cache is not None:
+                raise UserError("segment_ids (packed rows) cannot be combined with a KV cache")
+            segment_ids = jnp.asarray(segment_ids)
+            if segment_ids.shape != (b, t):
+                raise UserError(f"segment_ids has shape {segment_ids.shape}, the tokens {(b, t)}")
+            if attention_mask is None:
+                attention_mask = (segment_ids > 0).astype(jnp.int32)
+            if positions is None:
+                positions = positions_in_segments(segment_ids)
         if attention_mask is None:
             attention_mask = jnp.ones((b, t), jnp.int32)
         if positions is None:
@@ -311,6 +373,10 @@ class Decoder(nnx.Module):
         windowed = np.array([c.uses_sliding_window(i) for i in range(upto)])
         full_mask = attention_mask_4d(kv_valid, q_index, None) if not windowed.all() else None
         window_mask = attention_mask_4d(kv_valid, q_index, c.sliding_window) if windowed.any() else None
+        if segment_ids is not None:  # packed rows: no attention across documents
+            same = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None, None]
+            full_mask = None if full_mask is None else full_mask & same
+            window_mask = None if window_mask is None else window_mask & same
         inv_freq = rope_inverse_frequencies(c)
 
         graphdef, params = nnx.split(self.layers)
@@ -347,8 +413,8 @@ class Decoder(nnx.Module):
                 h = ablate_direction(h, ablate)
             return (h, cache), (h if collect else None)
 
-        if self.remat:
-            body = jax.checkpoint(body, prevent_cse=False)
+        if self.remat != "none":
+            body = jax.checkpoint(body, prevent_cse=False, policy=REMAT_POLICIES[self.remat])
         h = self.embed_tokens(input_ids)
         if ablate is not None:
             h = ablate_direction(h, ablate)
