@@ -6,7 +6,9 @@ A run directory holds::
     metrics.jsonl      one JSON object per logged step: {"step": k, ...}
     checkpoints/<k>/   orbax checkpoints (written to a temporary folder and renamed,
                        so a kill mid-save leaves the previous checkpoint intact);
-                       only the last ``keep`` are kept
+                       only the last ``keep`` are kept. Saving is asynchronous: the
+                       step waits only while the state is copied to host memory, and
+                       the files are written by a background thread
     results.json       the final results, written atomically at the end
 
 In a multi-process job every process runs the loop; checkpoints are written by all
@@ -48,9 +50,11 @@ class RunDir:
       resume: continue a run that is already there; without it, a folder holding
         checkpoints is refused so that nothing is overwritten by accident.
       keep: how many of the most recent checkpoints to keep.
+      async_checkpoints: write checkpoints in a background thread (the default);
+        False makes every :meth:`save_checkpoint` return only once its files are final.
     """
 
-    def __init__(self, path: str | Path, *, resume: bool = False, keep: int = 3):
+    def __init__(self, path: str | Path, *, resume: bool = False, keep: int = 3, async_checkpoints: bool = True):
         self.path = Path(path).resolve()
         self.resume = resume
         ckpt_dir = self.path / "checkpoints"
@@ -61,7 +65,8 @@ class RunDir:
         self._manager = ocp.CheckpointManager(
             ckpt_dir,
             item_handlers=ocp.StandardCheckpointHandler(),
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, enable_async_checkpointing=False),
+            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                 enable_async_checkpointing=async_checkpoints),
         )
 
     # -- config, metrics, results -------------------------------------------------
@@ -90,7 +95,12 @@ class RunDir:
 
     # -- checkpoints ----------------------------------------------------------------
     def latest_step(self) -> int | None:
+        self.wait_until_finished()
         return self._manager.latest_step()
+
+    def wait_until_finished(self) -> None:
+        """Block until every checkpoint saved so far is written and final (renamed into place)."""
+        self._manager.wait_until_finished()
 
     def save_checkpoint(self, step: int, state: Any) -> None:
         """Save ``state`` (any pytree of arrays and scalars) as checkpoint ``step``, by name.
@@ -99,9 +109,13 @@ class RunDir:
         dict keys, list indices): ``{"params": {"layers": ...}, "opt_state": ...}``,
         so ``orbax.checkpoint.StandardCheckpointer().restore(path)`` reads it without
         jaxsafe.
+
+        Returns once ``state`` is copied to host memory (the caller may then donate or
+        overwrite it); the files are written in the background, and the checkpoint counts
+        (:meth:`latest_step`) only once they are final — the next save, a restore,
+        :meth:`wait_until_finished` and the end of :func:`train_loop` wait for it.
         """
         self._manager.save(step, args=ocp.args.StandardSave(named_tree(state)))
-        self._manager.wait_until_finished()
 
     def restore(self, step: int, target: Any) -> Any:
         """Restore checkpoint ``step`` into the structure, dtypes and shardings of ``target``.
@@ -109,6 +123,7 @@ class RunDir:
         A checkpoint whose names, shapes or dtypes differ from ``target``'s is refused
         with a :class:`UserError` naming the first differing path.
         """
+        self.wait_until_finished()
         paths, treedef = _named_leaves(target)
         saved = dict(_flatten_names(self._manager.item_metadata(step).tree))
         for name, leaf in paths:
@@ -191,6 +206,7 @@ def train_loop(
             flush()
         if checkpoint:
             run.save_checkpoint(step + 1, state)
+    run.wait_until_finished()
     bar.close()
     return state
 

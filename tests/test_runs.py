@@ -132,6 +132,7 @@ def test_refuses_to_overwrite_and_restores_shapes(tmp_path):
     run = RunDir(tmp_path)
     state = {"w": jnp.arange(3.0), "n": jnp.int32(4), "opt": optax.sgd(0.1, momentum=0.9).init(jnp.zeros(3))}
     run.save_checkpoint(7, state)
+    run.wait_until_finished()  # written in the background
     with pytest.raises(UserError, match="already holds a run"):
         RunDir(tmp_path)
     step, restored = RunDir(tmp_path, resume=True).restore_latest(jax.tree.map(jnp.zeros_like, state))
@@ -156,7 +157,9 @@ def test_checkpoints_are_named_and_readable_without_jaxsafe(tmp_path):
 
     opt = make_optimizer(OptimizerConfig(name="adamw", lr=0.1), 10)
     state = init_state({"layers": {"mlp": {"kernel": jnp.ones((2, 3))}}}, opt)
-    RunDir(tmp_path).save_checkpoint(4, state)
+    run = RunDir(tmp_path)
+    run.save_checkpoint(4, state)
+    run.wait_until_finished()
     plain = ocp.StandardCheckpointer().restore(tmp_path / "checkpoints" / "4" / "default")
     np.testing.assert_array_equal(plain["params"]["layers"]["mlp"]["kernel"], np.ones((2, 3)))
     assert set(plain["opt_state"]["hyper"]) == {"lr", "warmup_steps", "decay_steps", "final_fraction", "cycle_steps"}
@@ -206,3 +209,18 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_async_checkpoint_holds_the_state_of_its_step_after_the_buffers_are_donated(tmp_path):
+    """save_checkpoint returns before the files are written; a step that donates and overwrites
+    the state's buffers right after must not change what the checkpoint holds."""
+    state = {"w": jnp.arange(1_000_000, dtype=jnp.float32), "n": jnp.int32(3)}
+    expected = jax.tree.map(np.asarray, state)
+    overwrite = jax.jit(lambda s: jax.tree.map(lambda x: x * 0 - 1, s), donate_argnums=0)
+    run = RunDir(tmp_path)
+    run.save_checkpoint(1, state)
+    state = overwrite(state)
+    assert float(state["w"][0]) == -1.0
+    run.wait_until_finished()
+    _, restored = RunDir(tmp_path, resume=True).restore_latest(jax.tree.map(jnp.zeros_like, state))
+    jax.tree.map(np.testing.assert_array_equal, restored, expected)
