@@ -21,10 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from _protocol import Monitor, add_arguments, write_results
@@ -54,17 +55,39 @@ def child(directory: str, sharded: bool) -> None:
     from jaxsafe.lm.checkpoint import from_pretrained
     from jaxsafe.parallel import make_mesh
 
-    def rss_mb():
+    def status_mb(field):
         with open("/proc/self/status") as f:
-            return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024
+            return next(int(l.split()[1]) for l in f if l.startswith(field + ":")) / 1024
+
+    def rss_mb():
+        return status_mb("VmRSS")
 
     jax.numpy.zeros(1).block_until_ready()
     before = rss_mb()
+    # Anonymous memory (arrays, not the mapped file's pages, which the kernel can drop) has no
+    # high-water mark in /proc; a thread samples it every 2 ms while the model loads.
+    anon_peak, done = [status_mb("RssAnon")], threading.Event()
+
+    def sample():
+        while not done.is_set():
+            anon_peak.append(max(anon_peak[-1], status_mb("RssAnon")))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    anon_before = status_mb("RssAnon")
     model = from_pretrained(directory, mesh=make_mesh(data=1, fsdp=8) if sharded else None)
     jax.block_until_ready(jax.tree.leaves(model))
+    done.set()
+    sampler.join()
     after = rss_mb()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps({"rss_before_mb": before, "rss_after_mb": after, "peak_mb": peak}))
+    # VmHWM, the peak RSS of this process image: getrusage's ru_maxrss would also count the
+    # parent's RSS at fork time, which Linux carries over exec (the parent holds the model
+    # it just saved, so every child then "peaked" at the parent's size).
+    peak = status_mb("VmHWM")
+    print("RESULT " + json.dumps({"rss_before_mb": before, "rss_after_mb": after, "peak_mb": peak,
+                                  "anon_before_mb": anon_before, "anon_after_mb": status_mb("RssAnon"),
+                                  "anon_peak_mb": anon_peak[-1]}))
 
 
 def main() -> None:
@@ -87,7 +110,8 @@ def main() -> None:
     print(f"checkpoint {size / 1e9:.2f} GB")
     for side, r in rows.items():
         print(f"{side:>10}: RSS {r['rss_before_mb']:.0f} MB before, {r['rss_after_mb']:.0f} MB after, "
-              f"peak {r['peak_mb']:.0f} MB (transient {r['transient_mb']:.0f} MB above the loaded model)")
+              f"peak {r['peak_mb']:.0f} MB (transient {r['transient_mb']:.0f} MB above the loaded model); "
+              f"anonymous memory {r['anon_before_mb']:.0f} -> peak {r['anon_peak_mb']:.0f} -> {r['anon_after_mb']:.0f} MB")
     write_results(RESULTS, {"checkpoint_bytes": size, "layers": args.layers, **rows}, monitor,
                   allow_load=args.allow_load, speed=False)
 
