@@ -9,6 +9,7 @@ from typing import Literal
 from jaxsafe.config import field
 from jaxsafe.errors import UserError
 from jaxsafe.optim.config import OptimizerConfig, ScheduleConfig
+from jaxsafe.tamper.attacks import LoRASettings
 
 EVAL_SETS = ("hazard_E", "hazard_A", "benign")
 
@@ -28,7 +29,9 @@ class RandomMapping:
 class Adversary:
     """TAR's training attacks: a fresh optimizer (AdamW in the paper) per attack, K steps,
     learning rates sampled from ``lrs``, streams from ``streams``; ``num`` attacks per outer
-    step run at once under vmap."""
+    step run at once under vmap. ``lora_num`` more attacks per step train LoRA adapters
+    (``lora``: the red team's r 16, α 32, dropout 0.05 on every projection) on the frozen
+    weights, with the same optimizer, lrs and streams (first order only)."""
 
     optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=2e-5)
     lrs: tuple[float, ...] = (2e-6, 2e-5, 4e-5)
@@ -38,6 +41,8 @@ class Adversary:
     num: int = field(1, ge=1)
     tr_every: int = field(4, ge=1)
     weight_rate: float = 0.0625
+    lora_num: int = field(0, ge=0)
+    lora: LoRASettings = LoRASettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +53,12 @@ class TARConfig:
     ``forget``/``retain``: text corpora (``text`` field) of the defender; x_TR and the
     adversaries' forget text come from ``forget`` (split in two halves: "forget" and
     "forget2" streams), retain batches from ``retain``.
+    ``tr_data``: where x_TR comes from. "forget": the whole forget corpus (the paper;
+    the adversaries train on the same text). "held_out_entities": each outer step splits
+    the forget corpus's entities (its ``entity`` field) at random in two halves; the
+    adversaries train on one half and x_TR comes from the other, so L_TR measures what
+    fine-tuning on some hazardous facts gives back on others (the toy world's A → E
+    attack).
     ``tr_loss``: "entropy" (knowledge restriction). The DPO loss for refusal is in
     :func:`jaxsafe.tamper.losses.dpo_loss`; its preference-data pipeline is not wired here.
     ``entropy_include_padding``: the authors' quirk (entropy over padding positions too).
@@ -68,6 +79,7 @@ class TARConfig:
                                                  schedule=ScheduleConfig(kind="linear_warmup", warmup_steps=32))
     lambda_tr: float = field(4.0, ge=0)
     lambda_retain: float = field(1.0, ge=0)
+    tr_data: Literal["forget", "held_out_entities"] = "forget"
     tr_loss: Literal["entropy"] = "entropy"
     entropy_include_padding: bool = False
     second_order: bool = False
@@ -86,6 +98,8 @@ class TARConfig:
         bad = [s for s in self.adversary.streams if s not in ("forget", "forget2", "retain_then_forget")]
         if bad or not self.adversary.streams:
             raise ValueError(f"adversary.streams must be a non-empty subset of forget, forget2, retain_then_forget; got {bad}")
+        if self.adversary.lora_num and self.second_order:
+            raise ValueError("adversary.lora_num > 0 needs second_order: false (LoRA adversaries are first-order only)")
         if not self.adversary.lrs or any(lr <= 0 for lr in self.adversary.lrs):
             raise ValueError("adversary.lrs must be positive learning rates")
 

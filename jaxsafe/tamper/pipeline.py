@@ -146,25 +146,65 @@ def train_tar(cfg: TARConfig, model, tokenizer, run, reference=None) -> Any:
     streams["forget"] = streams["forget"] if len(streams["forget"]) else forget_rows
     streams["forget2"] = streams["forget2"] if len(streams["forget2"]) else forget_rows
 
+    lora = None
+    if adv.lora_num:
+        from jaxsafe.lm.lora import LoRAConfig
+
+        lora = LoRAConfig(rank=adv.lora.rank, alpha=adv.lora.alpha, dropout=adv.lora.dropout,
+                          targets=tuple(adv.lora.targets))
     inner = InnerLoop(steps=adv.steps, tr_every=adv.tr_every, weight_rate=adv.weight_rate,
-                      include_padding=cfg.entropy_include_padding, second_order=cfg.second_order)
+                      include_padding=cfg.entropy_include_padding, second_order=cfg.second_order, lora=lora)
     adversary = make_optimizer(adv.optimizer, adv.steps)
     outer = make_optimizer(cfg.optimizer, cfg.steps)
     step = jax.jit(make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr,
                                  lambda_retain=cfg.lambda_retain), donate_argnums=0)
 
+    entity_of = _entity_ids(cfg.forget, n_f) if cfg.tr_data == "held_out_entities" else None
+
     def batch_fn(k):
         rng = np.random.default_rng([cfg.seed, 31, k])
-        rows, lrs, _ = sample_adversaries(rng, streams, adv.streams, adv.lrs, adv.num, adv.steps, adv.batch_size)
-        tr = rng.choice(forget_rows, cfg.batch_size)
+        step_streams, tr_pool = streams, forget_rows
+        if entity_of is not None:
+            attacked, tr_pool = split_entities(rng, entity_of)
+            step_streams = {**streams, "forget": attacked[0::2], "forget2": attacked[1::2]}
+        rows, lrs, _ = sample_adversaries(rng, step_streams, adv.streams, adv.lrs, adv.num, adv.steps, adv.batch_size)
+        tr = rng.choice(tr_pool, cfg.batch_size)
         rr = rng.choice(streams["retain"], cfg.batch_size)
-        return {"retain_ids": pool_ids[rr], "retain_mask": pool_mask[rr], "tr_ids": pool_ids[tr],
-                "tr_mask": pool_mask[tr], "adv_ids": pool_ids[rows], "adv_mask": pool_mask[rows], "adv_lr": lrs}
+        batch = {"retain_ids": pool_ids[rr], "retain_mask": pool_mask[rr], "tr_ids": pool_ids[tr],
+                 "tr_mask": pool_mask[tr], "adv_ids": pool_ids[rows], "adv_mask": pool_mask[rows], "adv_lr": lrs}
+        if adv.lora_num:
+            rows, lrs, _ = sample_adversaries(rng, step_streams, adv.streams, adv.lrs, adv.lora_num, adv.steps,
+                                              adv.batch_size)
+            batch.update(lora_ids=pool_ids[rows], lora_mask=pool_mask[rows], lora_lr=lrs,
+                         lora_seed=rng.integers(1 << 31, size=adv.lora_num, dtype=np.uint32))
+        return batch
 
     state = train_loop(run, init_state(jax.tree.map(jnp.copy, params), outer),
                        lambda s, b: step(s, b, (rest, ref)), batch_fn, cfg.steps,
                        checkpoint_every=cfg.checkpoint_every, fetch_every=10, desc="tar")
     return nnx.merge(graphdef, evaluation_params(state.opt_state, state.params), rest)
+
+
+def split_entities(rng: np.random.Generator, entity_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the attacked and of the held-out half of the entities (``entity_of``: entity id
+    0 … E − 1 of each row); the held-out half has ⌊E/2⌋ entities drawn at random."""
+    n = int(entity_of.max()) + 1
+    held = np.isin(entity_of, rng.permutation(n)[: n // 2])
+    return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _entity_ids(path: str, n_rows: int) -> np.ndarray:
+    """The ``entity`` field of each forget row as an integer id 0 … E − 1."""
+    from jaxsafe.data.text import load_texts
+
+    names = load_texts(path, field="entity", skip_empty=False)
+    if len(names) != n_rows:
+        raise UserError(f"tr_data=held_out_entities: {path} has {len(names)} 'entity' fields for {n_rows} texts "
+                        f"(every row needs a non-empty text and an entity)")
+    ids = np.unique(np.asarray(names), return_inverse=True)[1].astype(np.int64)
+    if ids.max() < 1:
+        raise UserError(f"tr_data=held_out_entities: {path} names a single entity; it needs two or more")
+    return ids
 
 
 def tar_and_evaluate(cfg: TARConfig, out: Path, *, resume: bool = False, log=print) -> dict:

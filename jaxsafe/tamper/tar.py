@@ -34,6 +34,7 @@ import optax
 from flax import nnx
 
 from jaxsafe.errors import UserError
+from jaxsafe.lm.lora import LoRA, init_lora
 from jaxsafe.tamper.losses import entropy_loss, inner_step_weights, lm_loss, retain_loss
 
 
@@ -46,6 +47,7 @@ class InnerLoop:
     weight_rate: float = 0.0625
     include_padding: bool = False  # the authors' entropy over padding positions too
     second_order: bool = False
+    lora: Any = None  # a jaxsafe.lm.lora.LoRAConfig: the batch's LoRA lanes train adapters of this shape
 
 
 def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: float = 4.0,
@@ -58,12 +60,21 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
     ``tr_ids``/``tr_mask`` [B, T] (x_TR), ``adv_ids``/``adv_mask`` [A, K, b, T] and
     ``adv_lr`` [A]. ``adversary`` and ``outer`` are optimizers from
     :func:`jaxsafe.optim.factory.make_optimizer` (the adversary's lr is set per lane).
+
+    LoRA adversaries (``inner.lora`` set; first order only): the batch also holds
+    ``lora_ids``/``lora_mask`` [A_l, K, b, T], ``lora_lr`` [A_l] and ``lora_seed`` [A_l]
+    (adapters start at ``init_lora(θ, inner.lora, fold_in(key(seed), 0))``; dropout
+    at step k uses ``split(fold_in(key(seed), 1), K)[k]``). Such an adversary trains fresh adapters on the
+    frozen θ; θ'_k = θ ⊕ adapters_k, and since θ enters the adapted model additively,
+    ∇_θ L_TR(θ ⊕ adapters_k) is the first-order term. The mean runs over all A + A_l lanes.
     """
     from jaxsafe.optim.factory import with_hyper
     from jaxsafe.train import apply_gradients, init_state, make_step
 
     if inner.steps % inner.tr_every:
         raise UserError(f"inner steps ({inner.steps}) must be a multiple of tr_every ({inner.tr_every})")
+    if inner.lora is not None and inner.second_order:
+        raise UserError("LoRA adversaries are first-order only (second_order=False)")
     n_seg = inner.steps // inner.tr_every
     weights = jnp.asarray(inner_step_weights(inner.steps, inner.tr_every, inner.weight_rate)[inner.tr_every - 1::inner.tr_every])
 
@@ -107,10 +118,54 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, weights))
         return acc, jnp.sum(weights * values), values
 
+    def lora_loss(adapters, batch, frozen):
+        ids, mask, key = batch
+        theta, rest = frozen
+        return lm_loss(model(theta, rest)(ids, mask, lora=LoRA.from_config(adapters, inner.lora, key=key)),
+                       ids, mask), {}
+
+    lora_step = make_step(lora_loss, adversary)
+
+    def lora_run(theta, rest, ids, mask, lr, seed, tr_ids, tr_mask):
+        """One LoRA adversary: (Σ_k w_k ∇_θ L_TR(θ ⊕ adapters_k), Σ_k w_k L_TR, L_TR per evaluation)."""
+        key = jax.random.key(seed)
+        state = init_state(init_lora(theta, inner.lora, jax.random.fold_in(key, 0)), adversary)
+        state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
+        keys = jax.random.split(jax.random.fold_in(key, 1), inner.steps).reshape(n_seg, inner.tr_every)
+        seg_ids = ids.reshape(n_seg, inner.tr_every, *ids.shape[1:])
+        seg_mask = mask.reshape(n_seg, inner.tr_every, *mask.shape[1:])
+
+        def one(state, xs):
+            state, _ = lora_step(state, xs, (theta, rest))
+            return state, None
+
+        def tr_at(th, adapters):
+            logits = model(th, rest)(tr_ids, tr_mask, lora=LoRA.from_config(adapters, inner.lora))
+            return entropy_loss(logits, tr_mask, include_padding=inner.include_padding)
+
+        def segment(carry, xs):
+            state, acc = carry
+            ids_k, mask_k, keys_k, w = xs
+            state, _ = jax.lax.scan(one, state, (ids_k, mask_k, keys_k))
+            value, g = jax.value_and_grad(tr_at)(theta, state.params)
+            return (state, jax.tree.map(lambda a, b: a + w * b, acc, g)), value
+
+        acc0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)), theta)
+        (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, keys, weights))
+        return acc, jnp.sum(weights * values), values
+
     def first_order(theta, rest, batch):
-        run = jax.vmap(lambda i, m, lr: adversary_run(jax.lax.stop_gradient(theta), rest, i, m, lr,
-                                                      batch["tr_ids"], batch["tr_mask"], True))
+        theta = jax.lax.stop_gradient(theta)
+        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, batch["tr_ids"], batch["tr_mask"], True))
         grads, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
+        if inner.lora is not None and "lora_ids" in batch:
+            run_lora = jax.vmap(lambda i, m, lr, seed: lora_run(theta, rest, i, m, lr, seed, batch["tr_ids"],
+                                                                batch["tr_mask"]))
+            l_grads, l_objective, l_values = run_lora(batch["lora_ids"], batch["lora_mask"], batch["lora_lr"],
+                                                      batch["lora_seed"])
+            grads = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), grads, l_grads)
+            objective = jnp.concatenate([objective, l_objective])
+            values = jnp.concatenate([values, l_values])
         return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), jnp.mean(objective), values
 
     def tr_objective(theta, rest, batch):

@@ -35,7 +35,8 @@ def test_tar_then_attack_then_search(world, tmp_path, capsys):
     out = tmp_path / "tar"
     assert main(["tamper", "tar", "--config", str(REPO / "configs" / "tar" / "toyworld.yaml"), "--out", str(out),
                  f"world={world}", "steps=2", "random_mapping.steps=2", "adversary.steps=4", "adversary.tr_every=2",
-                 "adversary.num=2", "batch_size=2", f"suite={suite}", "eval_questions=8", "checkpoint_every=1"]) == 0
+                 "adversary.num=2", "adversary.lora_num=1", "adversary.lora.rank=2", "tr_data=held_out_entities",
+                 "batch_size=2", f"suite={suite}", "eval_questions=8", "checkpoint_every=1"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results) >= {"before", "after_random_mapping", "after_tar", "suite", "seconds"}
     assert set(results["after_tar"]) == {"hazard_E", "hazard_A", "benign"}
@@ -48,7 +49,8 @@ def test_tar_then_attack_then_search(world, tmp_path, capsys):
     # a finished run with the same config: nothing to do
     assert main(["tamper", "tar", "--config", str(REPO / "configs" / "tar" / "toyworld.yaml"), "--out", str(out),
                  "--resume", f"world={world}", "steps=2", "random_mapping.steps=2", "adversary.steps=4",
-                 "adversary.tr_every=2", "adversary.num=2", "batch_size=2", f"suite={suite}", "eval_questions=8",
+                 "adversary.tr_every=2", "adversary.num=2", "adversary.lora_num=1", "adversary.lora.rank=2",
+                 "tr_data=held_out_entities", "batch_size=2", f"suite={suite}", "eval_questions=8",
                  "checkpoint_every=1"]) == 0
     assert "already complete" in capsys.readouterr().out
     assert (out / "results.json").read_text() == text

@@ -142,3 +142,70 @@ def test_second_order_matches_finite_differences(tokenizer, adversary_name):
         assert abs(float(fo - analytic)) > 1e-2 * abs(float(analytic))
     finally:
         jax.config.update("jax_enable_x64", False)
+
+
+def test_lora_lane_equals_hand_written_loop(tokenizer):
+    """A LoRA adversary lane: optax AdamW on fresh adapters over the frozen θ; the first-order
+    term is ∇_θ L_TR(θ ⊕ adapters_k); the outer mean runs over the full and the LoRA lanes."""
+    from jaxsafe.lm.lora import LoRA, LoRAConfig, init_lora
+
+    model = tiny_model(tokenizer, seed=2, layers=1)
+    graphdef, theta, rest = _split(model)
+    lora_cfg = LoRAConfig(rank=4, alpha=8.0, dropout=0.0)
+    batch = _batch(tokenizer)  # one full-fine-tuning lane (lr 1e-2)
+    rng = np.random.default_rng(3)
+    c = AttackCorpora.from_texts(tokenizer, {"forget": FORGET, "retain": RETAIN}, max_length=16)
+    rows = rng.choice(c.streams["forget"], (1, K, 2))
+    batch = {**batch, "lora_ids": c.ids[rows], "lora_mask": c.mask[rows], "lora_lr": np.asarray([3e-2], np.float32),
+             "lora_seed": np.asarray([7], np.uint32)}
+    adversary = make_optimizer(OptimizerConfig(name="adamw", lr=1.0), K)
+    outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)
+    step = make_tar_step(graphdef, InnerLoop(steps=K, tr_every=EVERY, lora=lora_cfg), adversary, outer,
+                         lambda_tr=1.0, lambda_retain=0.0)
+    new_state, metrics = jax.jit(step)(init_state(theta, outer), batch, (rest, theta))
+    got = jax.tree.map(lambda a, b: a - b, theta, new_state.params)
+
+    f = lambda p: nnx.merge(graphdef, p, rest)
+    w = inner_step_weights(K, EVERY)
+    tr = lambda q, lora=None: entropy_loss(f(q)(batch["tr_ids"], batch["tr_mask"], lora=lora), batch["tr_mask"])
+    # the hand-written loops' gradients are jitted only for speed: plain jax.grad of plain losses
+    full_grad = jax.jit(jax.grad(lambda q, ids, mask: lm_loss(f(q)(ids, mask), ids, mask)))
+    lora_grad = jax.jit(jax.grad(lambda a, ids, mask: lm_loss(f(theta)(ids, mask, lora=LoRA(a, lora_cfg.scale)),
+                                                               ids, mask)))
+    tr_grad = jax.jit(jax.grad(tr))
+    tr_grad_lora = jax.jit(jax.grad(lambda q, a: tr(q, LoRA(a, lora_cfg.scale))))
+
+    def full_lane():
+        opt = optax.adamw(1e-2, weight_decay=0.0)
+        p, s = theta, opt.init(theta)
+        acc = jax.tree.map(jnp.zeros_like, theta)
+        for k in range(K):
+            ids, mask = batch["adv_ids"][0, k], batch["adv_mask"][0, k]
+            u, s = opt.update(full_grad(p, ids, mask), s, p)
+            p = optax.apply_updates(p, u)
+            if w[k]:
+                acc = jax.tree.map(lambda a, b: a + w[k] * b, acc, tr_grad(p))
+        return acc
+
+    def lora_lane():
+        opt = optax.adamw(3e-2, weight_decay=0.0)
+        ad = init_lora(theta, lora_cfg, jax.random.fold_in(jax.random.key(7), 0))
+        s = opt.init(ad)
+        acc = jax.tree.map(jnp.zeros_like, theta)
+        for k in range(K):
+            ids, mask = batch["lora_ids"][0, k], batch["lora_mask"][0, k]
+            u, s = opt.update(lora_grad(ad, ids, mask), s, ad)
+            ad = optax.apply_updates(ad, u)
+            if w[k]:
+                # the gradient with respect to θ of the adapted model equals the merged model's weight gradient
+                acc = jax.tree.map(lambda a, b: a + w[k] * b, acc, tr_grad_lora(theta, ad))
+        return acc
+
+    full, lora = full_lane(), lora_lane()
+    expected = jax.tree.map(lambda a, b: (a + b) / 2, full, lora)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-6, err_msg=jax.tree_util.keystr(path))
+    # the LoRA lane is its own term (not the full lane's, not the gradient at θ itself)
+    gap = lambda x, y: max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+    assert gap(lora, full) > 1e-3 and gap(lora, jax.tree.map(lambda g: 2 * g, tr_grad(theta))) > 1e-3
+    assert np.isfinite(float(metrics["loss"]))
