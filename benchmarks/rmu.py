@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -140,7 +139,10 @@ def run_jax(ckpt: str, args) -> dict:
 
 def child(args) -> None:
     out = (run_torch if args.side == "torch" else run_jax)(args.ckpt, args)
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, this process image's own peak: getrusage's ru_maxrss would include the parent's
+    # resident size at fork (Linux carries it over exec), and the parent built the model.
+    with open("/proc/self/status") as f:
+        out["peak_rss_mb"] = next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
     print("RESULT " + json.dumps(out))
 
 
