@@ -42,6 +42,9 @@ from jaxsafe.graphs.rl_agents import ActorCritic
 # Delaunay graphs (seed 2, n 10³–10⁵) 20 gave the same normalized cut as no limit up
 # to 3·10⁴ (1.045 vs 1.039× METIS at 10⁵) in 1/3–1/10 of the time (docs/graphs.md).
 PATIENCE = 20
+# The separator agent improved none of METIS's vertex separators at patience 20, 5 or 1
+# (nested dissection of Delaunay n = 5·10⁴, 642 blocks); 5 costs a third of 20's moves.
+SEPARATOR_PATIENCE = 5
 # Refinement episodes have at least this many rows: the small levels of every hierarchy
 # then share one padded shape, so a fresh process traces and loads fewer programs.
 REFINE_MIN_ROWS = 512
@@ -69,15 +72,24 @@ def state_labels(st):
     return st.parts if isinstance(st, E.RefineState) else st.labels
 
 
-def policy(model: ActorCritic, task: str, ep: E.Episode, st):
-    """``(masked logits, value, allowed)`` of the agent in state ``st``."""
+def policy(model: ActorCritic, task: str, ep: E.Episode, st, ell: bool = False):
+    """``(masked logits, value, allowed)`` of the agent in state ``st``.
+
+    ``ell``: SAGE layers aggregate on the ELL slots (row gathers, faster on CPU than
+    the scatter-add) when there are at most 16 slots. Used by the unbatched greedy
+    rollout only: SAGEConv unrolls one gather per slot, and XLA took minutes to
+    compile the ``vmap``ped rollout with it (64 slots; also 3 min in one nested
+    dissection run with ≤ 16).
+    """
     _, _, allowed, features = ENVS[task]
-    logits, value = model(E.region_graph(ep, ell=model.cfg.kind == "sage"), features(ep, st), ep.movable)
+    ell = ell and model.cfg.kind == "sage" and ep.nbr.shape[-1] <= 16
+    logits, value = model(E.region_graph(ep, ell=ell), features(ep, st), ep.movable)
     ok = allowed(ep, st)
     return jnp.where(ok, logits, -jnp.inf), value, ok
 
 
-def _greedy(graphdef, params, ep: E.Episode, max_steps, patience, task: str, objective: str, lock: bool = True):
+def _greedy(graphdef, params, ep: E.Episode, max_steps, patience, task: str, objective: str, ell: bool = False,
+            lock: bool = True):
     model = nnx.merge(graphdef, params)
     reset, step, _, _ = env_fns(task, objective)
     st0 = reset(ep)
@@ -88,7 +100,7 @@ def _greedy(graphdef, params, ep: E.Episode, max_steps, patience, task: str, obj
 
     def body(c):
         st, best, best_obj, i, _, locked, since = c
-        logits, _, ok = policy(model, task, ep, st)
+        logits, _, ok = policy(model, task, ep, st, ell)
         if lock:
             ok = ok & ~locked
             logits = jnp.where(locked, -jnp.inf, logits)
@@ -110,7 +122,7 @@ def _greedy(graphdef, params, ep: E.Episode, max_steps, patience, task: str, obj
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
 def _greedy_one(graphdef, params, ep, max_steps, patience, task, objective):
-    return _greedy(graphdef, params, ep, max_steps, patience, task, objective)
+    return _greedy(graphdef, params, ep, max_steps, patience, task, objective, ell=True)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5, 6))
@@ -251,7 +263,8 @@ def rl_partition(adj: sp.csr_matrix, k: int = 2, agent: ActorCritic | None = Non
 
 # ---------------------------------------------------------------- separators
 def refine_separators(subs: list[sp.csr_matrix], labels: list[np.ndarray], agent: ActorCritic, *, hops: int = 2,
-                      passes: int = 2, stats: dict | None = None, patience: int | None = PATIENCE) -> list[np.ndarray]:
+                      passes: int = 2, stats: dict | None = None, patience: int | None = SEPARATOR_PATIENCE
+                      ) -> list[np.ndarray]:
     """Separator agent on many (graph, labels) pairs: one vmapped greedy call per padded shape and pass."""
     labels = [np.asarray(x).astype(np.int64) for x in labels]
     active = list(range(len(subs)))
@@ -278,6 +291,8 @@ def refine_separators(subs: list[sp.csr_matrix], labels: list[np.ndarray], agent
                 if best_obj[j] < obj0[j]:
                     labels[i] = E.scatter_back(labels[i], sub, best[j])
                     improved.append(i)
+        if stats is not None:
+            stats["improved"] = stats.get("improved", 0) + len(improved)
         active = improved
         if not active:
             break
@@ -285,7 +300,7 @@ def refine_separators(subs: list[sp.csr_matrix], labels: list[np.ndarray], agent
 
 
 def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *, seed: int = 0,
-                  stats: dict | None = None, patience: int | None = PATIENCE) -> list[np.ndarray]:
+                  stats: dict | None = None, patience: int | None = SEPARATOR_PATIENCE) -> list[np.ndarray]:
     """Separators (0 = A, 1 = B, 2 = S) of connected subgraphs, refined by the agent.
 
     Start: METIS's own vertex separator (``METIS_ComputeVertexSeparator``) when

@@ -13,7 +13,7 @@ from scipy.sparse.csgraph import maximum_bipartite_matching
 from jaxsafe.cli import main
 from jaxsafe.errors import UserError
 from jaxsafe.graphs import ordering, scotch
-from jaxsafe.graphs.generators import delaunay, grid2d, random_geometric
+from jaxsafe.graphs.generators import delaunay, grid2d, grid3d, random_geometric
 from jaxsafe.graphs.io import write_metis
 from jaxsafe.graphs.ordering import (
     ORDERINGS,
@@ -303,6 +303,13 @@ def test_scotch_ordering_is_peritab():
     permtab = np.argsort(peritab)
     assert fill_in(adj, peritab) * 5 < fill_in(adj, permtab)
     assert np.array_equal(peritab, order(adj, "scotch"))  # deterministic context
+
+
+def test_minimum_degree_is_superlus_mmd_order():
+    graphs = [delaunay(1500, seed=3)[0], grid3d(9, 9, 9)[0], random_geometric(800, seed=1)[0],
+              sp.block_diag([path(40), star(9), sp.csr_matrix((3, 3))], format="csr"), sp.csr_matrix((1, 1))]
+    for adj in graphs:
+        assert np.array_equal(minimum_degree(adj), order(adj, "mmd"))
 
 
 @pytest.mark.parametrize("method,spec", [("colamd", "COLAMD"), ("mmd", "MMD_AT_PLUS_A")])
