@@ -158,6 +158,30 @@ def shard_batch(tree: Any, mesh: Mesh) -> Any:
     return jax.tree.map(place, tree)
 
 
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole value of ``x`` as a NumPy array, in every process.
+
+    A result sharded over a multi-process mesh spans devices this process cannot
+    read; it is all-gathered across processes (every process must call this, as
+    with any collective). Arrays this process holds entirely are just copied."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def primary_value(value: int) -> int:
+    """The primary process's ``value``, in every process (a broadcast when there are
+    several): e.g. how much of an interrupted job the primary found done, so that all
+    processes resume at the same point."""
+    if jax.process_count() == 1:
+        return value
+    from jax.experimental import multihost_utils
+
+    return int(multihost_utils.broadcast_one_to_all(np.int32(value)))
+
+
 def initialize_distributed(
     coordinator_address: str | None = None,
     num_processes: int | None = None,

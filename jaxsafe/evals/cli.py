@@ -10,6 +10,7 @@ atomically at the end and the sidecar removed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -86,6 +87,7 @@ def run_mcq(args: argparse.Namespace) -> int:
     from jaxsafe.data.multiple_choice import load_questions
     from jaxsafe.evals.mcq import evaluate_questions, write_predictions
     from jaxsafe.io import atomic_write_json
+    from jaxsafe.parallel import is_primary
 
     formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     if not formats or any(f not in ("letter", "cloze") for f in formats):
@@ -105,6 +107,8 @@ def run_mcq(args: argparse.Namespace) -> int:
         summary, records = _evaluate_in_chunks(model, tokenizer, questions, opts, formats, mesh, sidecar, header,
                                                args.resume, chunk=max(64, 8 * args.batch_size))
     summary = {"model": str(args.model), "data": str(args.data), "config": args.config, **summary}
+    if not is_primary():  # every process evaluates its share; one reports and writes
+        return 0
     print(format_summary(summary, formats))
     if args.out:
         atomic_write_json(args.out, summary)
@@ -117,12 +121,15 @@ def run_mcq(args: argparse.Namespace) -> int:
 
 def _evaluate_in_chunks(model, tokenizer, questions, opts, formats, mesh, sidecar: Path, header: dict, resume: bool,
                         chunk: int):
-    """evaluate_questions, ``chunk`` questions at a time, each chunk's records appended to ``sidecar``."""
+    """evaluate_questions, ``chunk`` questions at a time, each chunk's records appended to ``sidecar``
+    (by the primary process; the others evaluate the same chunks and write nothing)."""
     from jaxsafe.evals.mcq import evaluate_questions, summarize
     from jaxsafe.io import atomic_write_text
+    from jaxsafe.parallel import is_primary, primary_value
 
+    primary = is_primary()
     done: list[dict] = []
-    if resume and sidecar.exists():
+    if primary and resume and sidecar.exists():
         lines = sidecar.read_text().splitlines()
         try:
             stored = json.loads(lines[0]) if lines else None
@@ -137,16 +144,19 @@ def _evaluate_in_chunks(model, tokenizer, questions, opts, formats, mesh, sideca
                 done.append(json.loads(line))
             except ValueError:  # the last line of a killed append
                 break
-    atomic_write_text(sidecar, "".join(json.dumps(r) + "\n" for r in [header, *done]))
-    with open(sidecar, "a") as f:
-        for start in range(len(done), len(questions), chunk):
+    first = primary_value(len(done))  # all processes resume where the primary's sidecar ends
+    if primary:
+        atomic_write_text(sidecar, "".join(json.dumps(r) + "\n" for r in [header, *done]))
+    with open(sidecar, "a") if primary else contextlib.nullcontext() as f:
+        for start in range(first, len(questions), chunk):
             _, records = evaluate_questions(model, tokenizer, questions[start:start + chunk], opts, formats=formats,
                                             mesh=mesh)
             for r in records:
                 r["index"] += start
-            f.write("".join(json.dumps(r) + "\n" for r in records))
-            f.flush()
-            os.fsync(f.fileno())
+            if primary:
+                f.write("".join(json.dumps(r) + "\n" for r in records))
+                f.flush()
+                os.fsync(f.fileno())
             done += records
     return summarize(done, formats), done
 
@@ -155,11 +165,14 @@ def run_ppl(args: argparse.Namespace) -> int:
     from jaxsafe.data.text import load_texts
     from jaxsafe.evals.perplexity import perplexity
     from jaxsafe.io import atomic_write_json
+    from jaxsafe.parallel import is_primary
 
     _preflight(args, {"--out": args.out})
     texts = load_texts(args.data, args.config, args.split, field=args.field)[: args.limit]
     model, tokenizer, opts, mesh = _load(args)
     result = {"model": str(args.model), "data": str(args.data), **perplexity(model, tokenizer, texts, opts, mesh=mesh)}
+    if not is_primary():
+        return 0
     print(f"{result['documents']} documents, {result['tokens']} tokens: mean token loss {result['mean_token_loss']:.4f}, "
           f"perplexity {result['perplexity']:.3f}")
     if args.out:

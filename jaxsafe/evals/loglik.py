@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 
 from jaxsafe.data.batching import bucket_length, default_buckets, pad_batch
 from jaxsafe.errors import UserError
-from jaxsafe.parallel import shard_batch
+from jaxsafe.parallel import shard_batch, to_host
 
 
 def encode(tokenizer, text: str) -> list[int]:
@@ -139,7 +139,7 @@ def score_rows(model, rows: Sequence[tuple[Sequence[int], Sequence[int], int]], 
             n, k = lengths[j], rows[j][2]
             weights[r, n - k : n] = 1.0
         sums = _sequence_kernel(graphdef, state, *_place((ids, mask, targets, weights), mesh))
-        out[chunk] = np.asarray(sums)[: len(chunk)]
+        out[chunk] = to_host(sums)[: len(chunk)]
     return out
 
 
@@ -188,7 +188,7 @@ def _score_next_tokens(model, groups: dict, opts: ScoreOptions, out: np.ndarray,
             last[r] = lengths[j] - 1
             toks = [t for _, t in groups[inputs[j]]]
             cands[r, : len(toks)] = toks
-        scores = np.asarray(_next_token_kernel(graphdef, state, *_place((ids, mask, last, cands), mesh)))
+        scores = to_host(_next_token_kernel(graphdef, state, *_place((ids, mask, last, cands), mesh)))
         for r, j in enumerate(chunk):
             for k, (req, _) in enumerate(groups[inputs[j]]):
                 out[req] = scores[r, k]
