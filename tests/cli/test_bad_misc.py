@@ -1,7 +1,11 @@
-"""Bad inputs to ``jaxsafe safetywashing``, ``jaxsafe lm info``, ``jaxsafe demo`` and the top level."""
+"""Bad inputs to ``jaxsafe safetywashing``, ``jaxsafe lm info``, ``jaxsafe demo``, ``jaxsafe plan`` and the top level."""
+
+from pathlib import Path
 
 import pytest
 from climatrix import assert_bad
+
+ZEPHYR = str(Path(__file__).resolve().parents[2] / "configs" / "rmu" / "zephyr-7b.yaml")
 
 CASES = {
     "sw scores missing": (["safetywashing", "--scores", "nope.csv"], ["--scores", "nope.csv"]),
@@ -18,6 +22,7 @@ CASES = {
     "unknown demo step": (["demo", "--only", "nope", "--out", "outdir"], ["nope"]),
     "demo out is a file": (["demo", "--only", "foundation", "--out", "out.json"], ["--out", "out.json"]),
     "demo out through a file": (["demo", "--only", "foundation", "--out", "out.json/demo"], ["out.json"]),
+    "plan unknown remat policy": (["plan", "--config", ZEPHYR, "--remat", "sometimes"], ["remat", "sometimes", "full"]),
 }
 
 
