@@ -239,7 +239,7 @@ def check_tensors(directory: Path, config: DecoderConfig, tensors: Mapping[str, 
 
 
 def from_pretrained(path_or_hub_name: str | os.PathLike, dtype=None, mesh: jax.sharding.Mesh | None = None, *,
-                    param_dtype=None, rules: Mapping[str, Any] = DEFAULT_RULES, remat: bool = False) -> Decoder:
+                    param_dtype=None, rules: Mapping[str, Any] = DEFAULT_RULES, remat: bool | str = False) -> Decoder:
     """Load a Llama / Mistral / Qwen2 checkpoint directory (or hub id) into a :class:`Decoder`.
 
     Args:
@@ -249,7 +249,8 @@ def from_pretrained(path_or_hub_name: str | os.PathLike, dtype=None, mesh: jax.s
         its logical axes (NNX ``out_sharding`` metadata) map to under ``rules``
         (FSDP over "fsdp", tensor parallel over "tensor").
       param_dtype: storage dtype, default ``dtype`` (f32 here with bf16 ``dtype`` keeps f32 master weights).
-      remat: rematerialize each layer in the backward pass.
+      remat: what each layer's backward pass keeps: a :data:`jaxsafe.lm.model.REMAT_POLICIES` name
+        ("none", "full", "dots_saveable", ...); True = "full", False = "none".
     Raises:
       UserError: pickle-only weights, missing / unexpected / wrongly shaped tensors, corrupt files.
     """
