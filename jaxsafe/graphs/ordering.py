@@ -502,7 +502,7 @@ def order(adj, method: str = "metis", seed: int = 0, *, model=None, leaf_size: i
         from jaxsafe.graphs.rl_drivers import rl_separators
 
         if not isinstance(model, ActorCritic):  # e.g. the GNN given for nd-gnn: the shipped agent
-            model = None
+            model = ActorCritic.load(task="separator")  # once, not once per depth
         stats = {} if seconds is None else seconds
         agent_stats: dict = {}
         perm = nested_dissection_batched(p, functools.partial(rl_separators, agent=model, seed=seed,

@@ -313,14 +313,14 @@ def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *
     t0 = time.perf_counter()
     start = []
     use_vsep = metis_separator.available()
-    for s in subs:
-        p = pattern(s)
+    subs = [pattern(s) for s in subs]
+    for p in subs:
         labels = metis_separator.metis_vertex_separator(p, seed) if use_vsep else None
         if labels is None or min(np.sum(labels == 0), np.sum(labels == 1)) == 0:
             labels = vertex_separator_from_bisection(p, _two_sided(p, metis_parts(p, 2, seed), seed))
         start.append(labels)
     t1 = time.perf_counter()
-    out = refine_separators([pattern(s) for s in subs], start, agent, stats=stats, patience=patience)
+    out = refine_separators(subs, start, agent, stats=stats, patience=patience)
     if stats is not None:
         stats["metis_cover_seconds"] = stats.get("metis_cover_seconds", 0.0) + t1 - t0
         stats["agent_seconds"] = stats.get("agent_seconds", 0.0) + time.perf_counter() - t1
