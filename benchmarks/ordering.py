@@ -17,6 +17,7 @@ benchmarks/results/ordering.json and prints a table.
     python benchmarks/ordering.py            # n = 3,000, 10,000, 50,000
     python benchmarks/ordering.py --quick    # n = 3,000 only
     python benchmarks/ordering.py --rl       # paper B: nd-rl vs METIS NodeND on graph families
+    python benchmarks/ordering.py --rl-large # paper B: nd-rl vs METIS NodeND at Delaunay 5e4, 1e5 (fill, time)
 
 ``--rl`` (fill is the headline; writes benchmarks/results/ordering_rl.json): symbolic fill of
 METIS NodeND, MMD, nd-metis-bisect and nd-rl (leaf sizes in ``RL_LEAVES``) and the
@@ -173,10 +174,39 @@ def run_rl(args) -> None:
     print(f"wrote {out}")
 
 
+def run_rl_large(args) -> None:
+    """nd-rl vs METIS NodeND on Delaunay 5·10⁴ (seeds 0–2) and 10⁵ (seeds 2, 1): fill and warm time."""
+    monitor = Monitor()
+    rows = []
+    for n, seeds in ((100_000, (2, 1)), (50_000, (0, 1, 2))):
+        for seed in seeds:
+            adj = delaunay(n, seed=seed)[0]
+            first = timed(order, adj, "nd-rl")[1]  # compiles the padded shapes this graph meets first
+            pm, tm = timed(order, adj, "metis")
+            stats: dict = {}
+            pr, tr = timed(order, adj, "nd-rl", seconds=stats)
+            tm2 = timed(order, adj, "metis")[1]
+            pd, td = timed(order, adj, "mmd")
+            fm = fill_in(adj, pm, engine="symbolic")
+            row = {"n": n, "seed": seed, "metis": fm, "metis_seconds": [tm, tm2], "nd_rl_first_call_seconds": first,
+                   "nd_rl_seconds": tr, "nd_rl_fill_ratio": fill_in(adj, pr, engine="symbolic") / fm,
+                   "mmd_fill_ratio": fill_in(adj, pd, engine="symbolic") / fm, "mmd_seconds": td,
+                   "time_ratio": tr / min(tm, tm2), "breakdown": stats}
+            rows.append(row)
+            print(f"  delaunay n={n} seed={seed}: nd-rl {row['nd_rl_fill_ratio']:.4f}x METIS fill, "
+                  f"{tr:.2f} s ({row['time_ratio']:.1f}x METIS {min(tm, tm2):.3f} s; first call {first:.1f} s); "
+                  f"mmd {row['mmd_fill_ratio']:.4f}x", flush=True)
+    out = ROOT / "benchmarks" / "results" / "ordering_rl_large.json"
+    write_results(out, {"command": "python benchmarks/ordering.py --rl-large", "rows": rows}, monitor,
+                  allow_load=args.allow_load, speed=True)
+    print(f"wrote {out}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="n = 3,000 only")
     ap.add_argument("--rl", action="store_true", help="paper B: nd-rl vs METIS NodeND on graph families")
+    ap.add_argument("--rl-large", action="store_true", help="paper B: nd-rl vs METIS NodeND, Delaunay 5e4 and 1e5")
     ap.add_argument("--agent", type=Path, default=None, help="RL separator agent weights (default: shipped)")
     ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ordering.json")
@@ -184,6 +214,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.rl:
         return run_rl(args)
+    if args.rl_large:
+        return run_rl_large(args)
     monitor = Monitor()
     model = GNNBisector.load(args.weights)
     t0 = time.perf_counter()

@@ -45,6 +45,10 @@ PATIENCE = 20
 # The separator agent improved none of METIS's vertex separators at patience 20, 5 or 1
 # (nested dissection of Delaunay n = 5·10⁴, 642 blocks); 5 costs a third of 20's moves.
 SEPARATOR_PATIENCE = 5
+# Nested dissection: blocks below this size keep METIS's separator (no agent rollout). At
+# 10⁵ (Delaunay, seed 1) the agent improved 1 of 1,248 blocks; with 1,000 the order and
+# fill were the same and the agent's time fell from 1.7 s to 0.5 s (docs/graphs.md).
+AGENT_MIN_VERTICES = 1000
 # Refinement episodes have at least this many rows: the small levels of every hierarchy
 # then share one padded shape, so a fresh process traces and loads fewer programs.
 REFINE_MIN_ROWS = 512
@@ -300,11 +304,13 @@ def refine_separators(subs: list[sp.csr_matrix], labels: list[np.ndarray], agent
 
 
 def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *, seed: int = 0,
-                  stats: dict | None = None, patience: int | None = SEPARATOR_PATIENCE) -> list[np.ndarray]:
+                  stats: dict | None = None, patience: int | None = SEPARATOR_PATIENCE,
+                  agent_min_vertices: int = AGENT_MIN_VERTICES) -> list[np.ndarray]:
     """Separators (0 = A, 1 = B, 2 = S) of connected subgraphs, refined by the agent.
 
     Start: METIS's own vertex separator (``METIS_ComputeVertexSeparator``) when
-    libmetis is installed, else a METIS bisection + König cover.
+    libmetis is installed, else a METIS bisection + König cover. Subgraphs with
+    fewer than ``agent_min_vertices`` vertices keep the start separator.
     """
     from jaxsafe.graphs import metis_separator
     from jaxsafe.graphs.ordering import pattern, vertex_separator_from_bisection
@@ -320,7 +326,11 @@ def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *
             labels = vertex_separator_from_bisection(p, _two_sided(p, metis_parts(p, 2, seed), seed))
         start.append(labels)
     t1 = time.perf_counter()
-    out = refine_separators(subs, start, agent, stats=stats, patience=patience)
+    big = [i for i, p in enumerate(subs) if p.shape[0] >= agent_min_vertices]
+    out = list(start)
+    for i, labels in zip(big, refine_separators([subs[i] for i in big], [start[i] for i in big], agent, stats=stats,
+                                                patience=patience)):
+        out[i] = labels
     if stats is not None:
         stats["metis_cover_seconds"] = stats.get("metis_cover_seconds", 0.0) + t1 - t0
         stats["agent_seconds"] = stats.get("agent_seconds", 0.0) + time.perf_counter() - t1

@@ -15,7 +15,8 @@ from jaxsafe.graphs.ordering import (fill_in, nested_dissection, nested_dissecti
 from jaxsafe.graphs.partition import evaluate
 from jaxsafe.graphs.rl_agents import ActorCritic
 from jaxsafe.graphs.rl_config import AgentConfig, RLTrainConfig
-from jaxsafe.graphs.rl_drivers import greedy, refine_partition, refine_separators, rl_bisect, rl_partition
+from jaxsafe.graphs.rl_drivers import (greedy, refine_partition, refine_separators, rl_bisect, rl_partition,
+                                      rl_separators)
 
 
 def _ns(labels):
@@ -130,6 +131,13 @@ def test_batched_nested_dissection_equals_the_recursive_one():
         ad = nested_dissection_batched(g, lambda subs: [fn(s) for s in subs], 100, st, adaptive=True)
         np.testing.assert_array_equal(np.sort(ad), np.arange(g.shape[0]))
         assert fill_in(g, ad, engine="symbolic") <= plain
+    # blocks below AGENT_MIN_VERTICES keep METIS's separator; above, the agent runs
+    for min_vertices, calls in ((0, True), (adj.shape[0] + 1, False)):
+        st = {}
+        labels = rl_separators([adj], agent_min_vertices=min_vertices, stats=st)[0]
+        coo = adj.tocoo()
+        assert not np.any((labels[coo.row] == 0) & (labels[coo.col] == 1)) and np.any(labels == 2)
+        assert (st.get("calls", 0) > 0) == calls
     perm = order(adj, "nd-rl", seconds=seconds)
     np.testing.assert_array_equal(np.sort(perm), np.arange(adj.shape[0]))
     assert fill_in(adj, perm, engine="symbolic") < 1.3 * fill_in(adj, order(adj, "metis"), engine="symbolic")
