@@ -3,9 +3,10 @@
 * :func:`greedy` — the test-time rollout, one compiled ``lax.while_loop`` per
   padded episode shape (params are arguments, so every graph of a bucket shares
   the program; ``vmap``ped over several episodes at once): at each step the
-  agent's most likely allowed vertex moves; stop after ``max_steps`` moves (the
-  cut, paper B; the separator's ``2|S|``), when no move is allowed, or when the
-  vertex just moved is picked again; return the best state seen (rollback).
+  agent's most likely allowed vertex moves and is locked; stop after ``max_steps``
+  moves (the cut, paper B; the separator's ``2|S|``), after ``patience`` moves in a
+  row without a new best state, or when no move is allowed; return the best state
+  seen (rollback).
 * :func:`refine_partition` — passes of ``greedy`` on the region around the
   current cut (re-extracted each pass) while a pass improves the objective.
 * :func:`rl_bisect` — ``start="metis"``: coarsen (heavy-edge matching) to
@@ -15,10 +16,11 @@
   GNN bisection refined on the finest level; ``start="metis-fine"``: METIS's own
   bisection refined on the finest level.
 * :func:`rl_partition` — recursive k-way with target-weighted objectives.
-* :func:`rl_separators` — vertex separators of many subgraphs at once: METIS
-  bisection + König cover (as ``separator(adj, "metis")``), then the separator
-  agent's greedy rollout on all of them, grouped by padded shape, one call per
-  shape (nested dissection batches the blocks of one depth through this).
+* :func:`rl_separators` — vertex separators of many subgraphs at once: METIS's
+  vertex separator (or METIS bisection + König cover without libmetis), then the
+  separator agent's greedy rollout on those with at least ``agent_min_vertices``
+  vertices, grouped by padded shape, one call per shape (nested dissection
+  batches the blocks of one depth through this).
 """
 
 from __future__ import annotations
