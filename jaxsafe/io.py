@@ -211,12 +211,9 @@ class StagedDir:
         import sys
 
         if "jax" in sys.modules:
-            import jax
+            from jaxsafe.parallel import barrier
 
-            if jax.process_count() > 1:
-                from jax.experimental import multihost_utils
-
-                multihost_utils.sync_global_devices(f"jaxsafe StagedDir {self.out}")
+            barrier(f"jaxsafe StagedDir {self.out}")
         self.work.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.work / CONFIG_FILE, self.config_text)
         return self.work
@@ -224,12 +221,14 @@ class StagedDir:
     def commit(self) -> Path:
         """Move the finished work folder into place (the previous output is removed after).
 
-        In a multi-process job only the primary process moves it."""
+        In a multi-process job every process has finished its work in it first (a
+        barrier); then the primary process moves it."""
         import sys
 
         if "jax" in sys.modules:  # a JAX job: in a multi-process one, the primary process commits
-            from jaxsafe.parallel import is_primary
+            from jaxsafe.parallel import barrier, is_primary
 
+            barrier(f"jaxsafe StagedDir commit {self.out}")
             if not is_primary():
                 return self.out
         if self.out.is_dir() and any(self.out.iterdir()):

@@ -171,6 +171,15 @@ def to_host(x: jax.Array) -> np.ndarray:
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
+def barrier(name: str) -> None:
+    """Wait until every process has reached ``barrier(name)`` (nothing with one process):
+    e.g. before the others read what the primary process has just written."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 def primary_value(value: int) -> int:
     """The primary process's ``value``, in every process (a broadcast when there are
     several): e.g. how much of an interrupted job the primary found done, so that all

@@ -264,10 +264,20 @@ def _is_key(x: Any) -> bool:
 
 def _savable(x: Any) -> Any:
     if _is_key(x):
-        return jax.random.key_data(x)
+        x = jax.random.key_data(x)
     if isinstance(x, jax.Array):
-        return x
+        return _global(x)
     return np.asarray(x)
+
+
+def _global(x: jax.Array) -> jax.Array:
+    """``x`` as orbax can save it in a multi-process job: an array that lives on this
+    process's devices only (a trainer without a mesh computes the same state in every
+    process) becomes one replicated over all devices of all processes."""
+    if jax.process_count() == 1 or not x.is_fully_addressable:
+        return x
+    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all",))
+    return jax.device_put(np.asarray(x), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
 
 def _abstract(x: Any) -> Any:
@@ -277,6 +287,9 @@ def _abstract(x: Any) -> Any:
 
 
 def _unsavable(restored: Any, target: Any) -> Any:
+    if (isinstance(target, jax.Array) and target.is_fully_addressable and isinstance(restored, jax.Array)
+            and not restored.is_fully_addressable):  # back from _global to this process's device
+        restored = jax.device_put(restored.addressable_data(0), target.sharding)
     if _is_key(target):
         return jax.random.wrap_key_data(restored, impl=jax.random.key_impl(target))
     if isinstance(target, jax.Array):

@@ -129,6 +129,7 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
     """Make everything in the layout of the module docstring (``models``: which of base/control
     to train); returns the results dict."""
     from jaxsafe.lm.checkpoint import save_pretrained
+    from jaxsafe.parallel import barrier, is_primary
     from jaxsafe.toyworld.tokenizer import train_tokenizer
 
     unknown = [m for m in models if m not in MODELS]
@@ -136,17 +137,22 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
         raise UserError(f"unknown toy-world model {unknown[0]!r} (models: {', '.join(MODELS)})")
     t0 = time.perf_counter()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    # In a multi-process job every process builds the same world and models (no mesh:
+    # the work is repeated, not split); the primary process writes the files.
+    primary = is_primary()
     world = make_world(cfg.world, cfg.seed)
-    for name, rows in corpus_files(world, cfg.corpus).items():
-        _write_jsonl(out / "corpora" / f"{name}.jsonl", rows)
     mcq = mcq_files(world)
-    for name in MCQ_SETS:
-        _write_jsonl(out / "mcq" / f"{name}.jsonl", mcq[name])
     base_docs = pretraining_documents(world, cfg.corpus)
     tokenizer = train_tokenizer(base_docs, cfg.vocab_size)
-    tokenizer.save_pretrained(str(out / "tokenizer"))
+    if primary:
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+        for name, rows in corpus_files(world, cfg.corpus).items():
+            _write_jsonl(out / "corpora" / f"{name}.jsonl", rows)
+        for name in MCQ_SETS:
+            _write_jsonl(out / "mcq" / f"{name}.jsonl", mcq[name])
+        tokenizer.save_pretrained(str(out / "tokenizer"))
+    barrier(f"jaxsafe toyworld files {out}")  # the evaluation below reads the question files
     log(f"world: {len(world.facts)} facts; " + ", ".join(f"{n} {len(mcq[n])}" for n in MCQ_SETS) + " questions")
     results = {"seed": cfg.seed, "config": config_to_dict(cfg), "models": {}, "training": {}}
     for name in models:
@@ -155,7 +161,8 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
         t1 = time.perf_counter()
         model, stats = pretrain(docs, tokenizer, cfg, out / "runs" / name, resume=resume, desc=f"pretrain {name}")
         stats["seconds"] = round(time.perf_counter() - t1, 1)
-        save_pretrained(model, out / name, tokenizer=tokenizer)
+        if primary:
+            save_pretrained(model, out / name, tokenizer=tokenizer)
         t2 = time.perf_counter()
         results["models"][name] = evaluate_model(model, tokenizer, out, cfg)
         stats["eval_seconds"] = round(time.perf_counter() - t2, 1)
@@ -163,8 +170,9 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
         log(f"{name}: {stats['tokens']} tokens/epoch, final loss {stats['final_loss']:.3f}, "
             f"{stats['seconds']:.0f} s training, {stats['eval_seconds']:.0f} s evaluation")
     results["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(out / "results.json", results)
-    log(format_table(results))
+    if primary:
+        atomic_write_json(out / "results.json", results)
+        log(format_table(results))
     return results
 
 

@@ -62,3 +62,34 @@ def test_build_is_deterministic_and_resumes(built, tmp_path, capsys):
     assert main(["toyworld", "build", "--out", str(again), "--config", str(TINY), "--seed", "3", "--resume"]) == 0
     assert (again / "base/model.safetensors").read_bytes() == (built / "base/model.safetensors").read_bytes()
     assert json.loads((again / "results.json").read_text())["models"] == json.loads((built / "results.json").read_text())["models"]
+
+
+def test_two_process_build_equals_one_process(tmp_path):
+    """`jaxsafe --coordinator ... toyworld build` in two CPU processes (gloo over loopback):
+    every process builds, the primary writes, and the files equal those of a one-process
+    build run alongside (each process with one CPU device, so the numerics are the same)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+    build = ["toyworld", "build", "--config", str(TINY), "--seed", "3", "--out"]
+    commands = [build + [str(tmp_path / "one")]] + [
+        ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)] + build + [str(tmp_path / "two")]
+        for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "jaxsafe.cli", *c], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for c in commands]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    one, two = tmp_path / "one", tmp_path / "two"
+    for rel in ["mcq/hazard.jsonl", "corpora/forget.jsonl", "base/model.safetensors", "control/model.safetensors",
+                "tokenizer/tokenizer.json"]:
+        assert (two / rel).read_bytes() == (one / rel).read_bytes(), rel
+    res, want = (json.loads((d / "results.json").read_text()) for d in (two, one))
+    assert res["models"] == want["models"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one", "two"]  # no work folder left behind
