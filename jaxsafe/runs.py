@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from jaxsafe.config import dump_config
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json, atomic_write_text
-from jaxsafe.parallel import is_primary
+from jaxsafe.parallel import is_primary, make_mesh, replicate
 
 METRICS = "metrics.jsonl"
 RESULTS = "results.json"
@@ -276,8 +276,7 @@ def _global(x: jax.Array) -> jax.Array:
     process) becomes one replicated over all devices of all processes."""
     if jax.process_count() == 1 or not x.is_fully_addressable:
         return x
-    mesh = jax.sharding.Mesh(np.array(jax.devices()), ("all",))
-    return jax.device_put(np.asarray(x), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+    return replicate(np.asarray(x), make_mesh())
 
 
 def _abstract(x: Any) -> Any:
