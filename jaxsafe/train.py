@@ -81,6 +81,11 @@ def split_microbatches(batch: Any, microbatches: int) -> Any:
     return jax.tree.map(split, batch)
 
 
+def _check_microbatches(microbatches: Any) -> None:
+    if not isinstance(microbatches, int) or isinstance(microbatches, bool) or microbatches < 1:
+        raise UserError(f"microbatches must be an int >= 1, got {microbatches!r}")
+
+
 def accumulated_loss_and_grad(loss_fn: LossFn, params: Any, batch: Any, frozen: Any = None, *,
                               microbatches: int = 1) -> tuple[tuple[jax.Array, dict], Any]:
     """:func:`loss_and_grad` computed over ``microbatches`` slices of ``batch`` in a ``lax.scan``.
@@ -91,8 +96,7 @@ def accumulated_loss_and_grad(loss_fn: LossFn, params: Any, batch: Any, frozen: 
     when the loss is a mean over rows of equal weight (a token-mean loss over rows of
     unequal token counts weighs each microbatch's tokens by 1/k, not by its share).
     """
-    if not isinstance(microbatches, int) or isinstance(microbatches, bool) or microbatches < 1:
-        raise UserError(f"microbatches must be an int >= 1, got {microbatches!r}")
+    _check_microbatches(microbatches)
     if microbatches == 1:
         return loss_and_grad(loss_fn, params, batch, frozen)
     jnp = jax.numpy
@@ -123,8 +127,7 @@ def make_step(loss_fn: LossFn, optimizer: optax.GradientTransformationExtraArgs,
     (:func:`accumulated_loss_and_grad`) before one optimizer update: the same step on
     the same batch, with the activations of B/k rows instead of B in memory.
     """
-    if not isinstance(microbatches, int) or isinstance(microbatches, bool) or microbatches < 1:
-        raise UserError(f"microbatches must be an int >= 1, got {microbatches!r}")
+    _check_microbatches(microbatches)
 
     def step(state: TrainState, batch: Any, frozen: Any = None) -> tuple[TrainState, dict]:
         (loss, metrics), grads = accumulated_loss_and_grad(loss_fn, state.params, batch, frozen,
