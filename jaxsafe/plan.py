@@ -212,7 +212,7 @@ def plan_rmu(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None,
                                                                   jnp.float32)}
     frozen_sh = {"params": param_shardings(params, mesh), "controls": replicated}
     step = make_step(rmu_objective(graphdef, selection, cfg.layer, cfg.steering_coef, cfg.alpha,
-                                   cfg.authors_convention), optimizer)
+                                   cfg.authors_convention), optimizer, microbatches=cfg.microbatches)
     figures = _compiled_figures(step, (state, batch, frozen), (state_sh, batch_sh, frozen_sh), (state_sh, replicated))
     return {"model": cfg.model, "method": "rmu", "mesh": mesh_sizes, "devices": math.prod(mesh_sizes.values()),
             "batch": [b, t], "dtype": cfg.dtype, "remat": module.remat, **figures,

@@ -110,3 +110,15 @@ def test_tar_plan_holds_weights_reference_and_both_optimizers(rmu_config):
     # bfloat16, as the paper config: the inner loop's gradient accumulator keeps its dtype
     plan16 = plan_tar(dataclasses.replace(cfg, dtype="bfloat16"), sizes)
     assert plan16["per_device_bytes"]["arguments"] < plan["per_device_bytes"]["arguments"]
+
+
+def test_rmu_microbatches_shrink_the_compiled_temporaries(rmu_config):
+    """``microbatches`` of the RMU config reaches the compiled step: the same batch of 8 rows
+    in 4 slices of 2 leaves fewer temporaries per device, and the same arguments."""
+    sizes = {"data": 1, "fsdp": 1, "tensor": 1}
+    whole = plan_rmu(rmu_config, sizes)
+    sliced = plan_rmu(dataclasses.replace(rmu_config, microbatches=4), sizes)
+    assert sliced["per_device_bytes"]["arguments"] == whole["per_device_bytes"]["arguments"]
+    assert sliced["per_device_bytes"]["temporaries"] < 0.7 * whole["per_device_bytes"]["temporaries"]
+    with pytest.raises(ValueError, match=r"microbatches \(3\) must divide batch_size \(8\)"):
+        dataclasses.replace(rmu_config, microbatches=3)

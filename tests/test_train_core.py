@@ -110,3 +110,38 @@ def test_single_layers_whole_layers_and_overlapping_patterns():
 def test_bad_selections_are_named(pattern, message):
     with pytest.raises(UserError, match=message):
         select(_params(), pattern)
+
+
+def test_microbatched_ecdsep_step_equals_the_full_batch_step_loss_included():
+    """ECDSep's energy comes from the loss value: make_step(microbatches=k) must hand it
+    the mean loss of the same k microbatches whose mean gradient it applies. Reference:
+    a hand loop of ECDSep on the whole batch (jax.value_and_grad, no make_step)."""
+    from jaxsafe.optim.ecdsep import ecdsep
+
+    a = jax.random.normal(jax.random.PRNGKey(0), (20, 5))
+    b = jax.random.normal(jax.random.PRNGKey(1), (20,))
+
+    def loss(x, rows):
+        return 0.5 * jnp.mean((a[rows] @ x - b[rows]) ** 2)
+
+    opt = ecdsep(0.1, 1.5, nu=0.0, delta_energy=0.3)
+    x, opt_state = jnp.zeros(5), opt.init(jnp.zeros(5))
+    for _ in range(3):
+        value, g = jax.value_and_grad(loss)(x, jnp.arange(20))
+        upd, opt_state = opt.update(g, opt_state, x, value=value)
+        x = optax.apply_updates(x, upd)
+
+    step = jax.jit(make_step(lambda p, rows, _: (loss(p["x"], rows), {}), opt, microbatches=4))
+    state = init_state({"x": jnp.zeros(5)}, opt)
+    for _ in range(3):
+        state, metrics = step(state, jnp.arange(20), None)
+    chex.assert_trees_all_close(state.params["x"], x, rtol=1e-5, atol=1e-7)
+    # the last microbatch's loss with the mean gradient (optax.MultiSteps' convention) is another energy
+    multi = optax.MultiSteps(opt, every_k_schedule=4)
+    y, multi_state = jnp.zeros(5), multi.init(jnp.zeros(5))
+    for _ in range(3):
+        for rows in jnp.arange(20).reshape(5, 4).T:
+            value, g = jax.value_and_grad(loss)(y, rows)
+            upd, multi_state = multi.update(g, multi_state, y, value=value)
+            y = optax.apply_updates(y, upd)
+    assert float(jnp.abs(y - x).max()) > 1e-3

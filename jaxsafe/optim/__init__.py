@@ -1,5 +1,5 @@
-"""Optax transformations (ECDSep, gradient accumulation that keeps the loss value) and
-the optimizer factory every trainer uses (:mod:`jaxsafe.optim.factory`).
+"""Optax transformations (ECDSep) and the optimizer factory every trainer uses
+(:mod:`jaxsafe.optim.factory`).
 
 Names are imported on first use, so that reading an ``optimizer:`` config section
 (:mod:`jaxsafe.optim.config`) does not import JAX.
@@ -8,7 +8,6 @@ Names are imported on first use, so that reading an ``optimizer:`` config sectio
 import importlib
 
 _EXPORTS = {
-    "AccumulateState": "jaxsafe.optim.accumulate", "accumulate_gradients": "jaxsafe.optim.accumulate",
     "EcdsepState": "jaxsafe.optim.ecdsep", "ecdsep": "jaxsafe.optim.ecdsep", "ecdsep_hash_noise": "jaxsafe.optim.ecdsep",
     "OptimizerConfig": "jaxsafe.optim.config", "ScheduleConfig": "jaxsafe.optim.config",
     "make_optimizer": "jaxsafe.optim.factory",

@@ -392,8 +392,9 @@ def ecdsep(
       ``state.skipped`` says so.
 
     Like the reference, ``E`` is fixed by the first applied step's loss (in
-    minibatch training, the first batch's); feed the mean loss of the same
-    micro-batches as the mean gradient — see :func:`accumulate_gradients`.
+    minibatch training, the first batch's); with gradient accumulation, feed the
+    mean loss of the same micro-batches as the mean gradient, as
+    ``jaxsafe.train.make_step(..., microbatches=k)`` does.
     Under ``optax.inject_hyperparams`` pass ``static_args=("nu",)`` to keep ``ν = 0``
     static (a traced ν always draws noise), and note that ``eps2 = 1e-40`` as a
     float32 array is subnormal (flushed to 0: only ``F̃ ≤ 0`` skips).

@@ -45,6 +45,10 @@ class RMUConfig:
     over ``steps × batch_size`` documents per topic anyway.
     ``optimizer``: any optimizer section (:mod:`jaxsafe.optim.factory`); the default
     is AdamW with optax's weight decay 1e-4, what earlier versions used.
+    ``microbatches``: split each batch into this many slices whose gradients are
+    averaged before one update (``jaxsafe.train.make_step``): the same step with
+    the activations of ``batch_size / microbatches`` rows in memory; it must divide
+    ``batch_size`` (per device, with ``data_parallel``).
     """
 
     world: str | None = None
@@ -62,12 +66,17 @@ class RMUConfig:
     optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=5e-5, weight_decay=1e-4)
     steps: int = field(80, ge=1)
     batch_size: int = field(4, ge=1)
+    microbatches: int = field(1, ge=1)
     seed: int = field(42, ge=0)
     authors_convention: bool = False
     checkpoint_every: int = field(50, ge=1)
     max_rows: int = field(0, ge=0)
     # devices each batch is split over (mesh "data" axis); -1: every device of every process
     data_parallel: int = field(1, ge=1, also=(-1,))
+
+    def __post_init__(self):
+        if self.batch_size % self.microbatches:
+            raise ValueError(f"microbatches ({self.microbatches}) must divide batch_size ({self.batch_size})")
 
     def update_selector(self) -> str:
         return self.update or f"layers.{max(self.layer - 2, 0)}-{self.layer}.mlp.down_proj"

@@ -113,12 +113,14 @@ def train_rmu(cfg: RMUConfig, model: nnx.Module, tokenizer, run) -> nnx.Module:
 
     problem = prepare(cfg, model, tokenizer)
     mesh = data_parallel_mesh(cfg.data_parallel)
-    if mesh is not None and cfg.batch_size % mesh.shape["data"]:
-        raise UserError(f"batch_size={cfg.batch_size} is not a multiple of data_parallel={mesh.shape['data']}")
+    devices = 1 if mesh is None else mesh.shape["data"]
+    if cfg.batch_size % (devices * cfg.microbatches):
+        raise UserError(f"batch_size={cfg.batch_size} is not a multiple of data_parallel={devices} "
+                        f"x microbatches={cfg.microbatches}")
     optimizer = make_optimizer(cfg.optimizer, cfg.steps)
     loss_fn = rmu_objective(problem.graphdef, problem.selection, cfg.layer, cfg.steering_coef, cfg.alpha,
                             cfg.authors_convention)
-    step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
+    step = jax.jit(make_step(loss_fn, optimizer, microbatches=cfg.microbatches), donate_argnums=0)
     # f32 master copies of the (small) trainable subset, whatever the model's dtype (copies:
     # the step donates its state, and a whole-array selection would otherwise share the
     # frozen buffer); Selection.merge casts them to the model's dtype for the forward pass

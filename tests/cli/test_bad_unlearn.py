@@ -18,6 +18,7 @@ CASES = {
     "layer outside model": (W + ["layer=5"], ["layer 5", "1 layers"]),
     "update outside model": (W + ["layer=0", "update=layers.0-3.mlp.down_proj"], ["update", "layer 3"]),
     "typo in key": (W + ["alpah=3"], ["unknown key 'alpah'"]),
+    "microbatches not dividing the batch": (W + ["batch_size=4", "microbatches=3"], ["microbatches", "batch_size"]),
     "negative max_rows": (W + ["max_rows=-1"], ["max_rows"]),
     "typo in nested key": (W + ["retain.max_lenght=3"], ["retain.max_lenght"]),
     "no model": ([], ["no model"]),
