@@ -126,9 +126,9 @@ def matmul_only(args, repeats: int) -> dict:
     long at the framework's own matmul speed."""
     import torch
 
-    heads = args.d_model // 64
-    rows = step_matmuls(args.layers, args.d_model, heads, max(heads // 2, 1), 64, 3 * args.d_model, args.vocab,
-                        args.batch, args.seq)
+    cfg = model_config(args)
+    rows = step_matmuls(cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim,
+                        cfg.intermediate_size, cfg.vocab_size, args.batch, args.seq)
     rng = np.random.default_rng(0)
     total = {"jaxsafe": {"forward": 0.0, "train_step": 0.0}, "transformers": {"forward": 0.0, "train_step": 0.0}}
     gflop = {"forward": 0.0, "train_step": 0.0}
@@ -159,11 +159,11 @@ def speed(args) -> dict:
     import transformers
 
     torch.manual_seed(0)
-    heads = args.d_model // 64
-    hf_config = transformers.LlamaConfig(vocab_size=args.vocab, hidden_size=args.d_model,
-                                         intermediate_size=args.d_model * 3, num_hidden_layers=args.layers,
-                                         num_attention_heads=heads, num_key_value_heads=max(heads // 2, 1),
-                                         head_dim=64, max_position_embeddings=max(2048, args.seq))
+    cfg = model_config(args)
+    hf_config = transformers.LlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+                                         intermediate_size=cfg.intermediate_size, num_hidden_layers=cfg.num_layers,
+                                         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
+                                         head_dim=cfg.head_dim, max_position_embeddings=cfg.max_position_embeddings)
     torch_model = transformers.LlamaForCausalLM(hf_config).float()
     rng = np.random.default_rng(0)
     ids = rng.integers(0, args.vocab, (args.batch, args.seq)).astype(np.int32)
@@ -229,7 +229,7 @@ def speed(args) -> dict:
     bound = matmul_only(args, args.repeats)
     mm = bound["seconds"]
     return {
-        "config": {"layers": args.layers, "d_model": args.d_model, "heads": heads, "kv_heads": max(heads // 2, 1),
+        "config": {"layers": args.layers, "d_model": args.d_model, "heads": cfg.num_heads, "kv_heads": cfg.num_kv_heads,
                    "intermediate": args.d_model * 3, "vocab": args.vocab, "batch": args.batch, "seq": args.seq,
                    "params": count_parameters(model.config)},
         "rounds": args.repeats,
@@ -252,13 +252,28 @@ def speed(args) -> dict:
     }
 
 
-def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """The benchmark model's options (also benchmarks/lm_profile.py's): a Llama-architecture
+    decoder of ``--layers`` layers, width ``--d-model`` (heads of 64, half as many KV heads,
+    MLP 3 × d), vocabulary ``--vocab``, on a batch of ``--batch`` × ``--seq`` tokens."""
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--d-model", type=int, default=512)
     p.add_argument("--vocab", type=int, default=8192)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--seq", type=int, default=128)
+
+
+def model_config(args) -> DecoderConfig:
+    """The :class:`DecoderConfig` of :func:`add_model_arguments`' options."""
+    heads = args.d_model // 64
+    return DecoderConfig(vocab_size=args.vocab, hidden_size=args.d_model, intermediate_size=3 * args.d_model,
+                         num_layers=args.layers, num_heads=heads, num_kv_heads=max(heads // 2, 1), head_dim=64,
+                         max_position_embeddings=max(2048, args.seq))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_model_arguments(p)
     p.add_argument("--repeats", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--out", type=Path, default=RESULTS)
     add_arguments(p)

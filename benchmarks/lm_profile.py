@@ -43,7 +43,7 @@ import optax
 from flax import nnx
 
 from _protocol import Monitor, add_arguments, add_cpu_time_argument, clock, interleaved, write_results
-from jaxsafe.lm.config import DecoderConfig
+from lm import add_model_arguments, model_config
 from jaxsafe.lm.loss import lm_loss_fn, next_token_loss
 from jaxsafe.lm.model import Decoder, attention_mask_4d, positions_from_mask, rope_inverse_frequencies
 from jaxsafe.train import init_state, make_step, model_loss
@@ -52,10 +52,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build(args):
-    heads = args.d_model // 64
-    cfg = DecoderConfig(vocab_size=args.vocab, hidden_size=args.d_model, intermediate_size=3 * args.d_model,
-                        num_layers=args.layers, num_heads=heads, num_kv_heads=max(heads // 2, 1), head_dim=64,
-                        max_position_embeddings=max(2048, args.seq))
+    cfg = model_config(args)
     model = Decoder(cfg, rngs=nnx.Rngs(0))
     ids = np.random.default_rng(0).integers(0, args.vocab, (args.batch, args.seq)).astype(np.int32)
     mask = np.ones_like(ids)
@@ -171,11 +168,7 @@ def trace_ops(step, live, batch, directory: Path, top: int = 15):
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--d-model", type=int, default=512)
-    p.add_argument("--vocab", type=int, default=8192)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seq", type=int, default=128)
+    add_model_arguments(p)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--trace", type=Path, default=None, help="also write a jax.profiler trace here")
     p.add_argument("--out", type=Path, default=None)
