@@ -29,6 +29,7 @@ from jaxsafe.graphs.coarsen import Hierarchy, build_hierarchy
 from jaxsafe.graphs.config import ModelConfig
 from jaxsafe.graphs.embedding import SpectralEmbedding, coarsest_features, embed, fiedler_from_embedding
 from jaxsafe.graphs.partition_module import PartitionModule, vcycle
+from jaxsafe.graphs.programs import Program
 from jaxsafe.io import atomic_write_bytes
 
 WEIGHTS_FILE = "gnn_bisection.safetensors"
@@ -39,6 +40,9 @@ def partition_input(f: np.ndarray | jax.Array, mask, n) -> jax.Array:
     f = jnp.asarray(f)[:, None]
     return jnp.where(mask[:, None], (f - masked_mean(f, mask, n)) * jnp.sqrt(n), 0.0)
 
+
+# one program instead of seven op-by-op ones, each traced in a fresh process
+_partition_input = Program(partition_input, "partition_input")
 
 
 class GNNBisector:
@@ -81,9 +85,9 @@ class GNNBisector:
             tensors = stn.load(data)
         except (KeyError, TypeError, ValueError, struct.error) as e:
             raise UserError(f"{source}: not a GNN bisector weights file ({e})") from None
-        model = cls(config,  # abstract modules: no initializer runs (their compilation cost 1.7 s here)
-                    nnx.eval_shape(lambda: SpectralEmbedding(config.embed_hidden, rngs=nnx.Rngs(0))),
-                    nnx.eval_shape(lambda: PartitionModule(config.part_hidden, rngs=nnx.Rngs(0))))
+        # abstract modules: no initializer runs (their compilation cost 1.7 s here); one trace for both
+        model = cls(config, *nnx.eval_shape(lambda: (SpectralEmbedding(config.embed_hidden, rngs=nnx.Rngs(0)),
+                                                     PartitionModule(config.part_hidden, rngs=nnx.Rngs(0)))))
         for prefix, module in (("embedding", model.embedding), ("partition", model.partition)):
             state = nnx.state(module, nnx.Param)
             pure = _flatten(nnx.to_pure_dict(state))
@@ -93,7 +97,7 @@ class GNNBisector:
                     raise UserError(f"{source}: missing tensor '{name}'")
                 if tensors[name].shape != np.shape(value):
                     raise UserError(f"{source}: tensor '{name}' has shape {tensors[name].shape}, expected {np.shape(value)}")
-                pure[key] = jnp.asarray(tensors[name])
+                pure[key] = jax.device_put(tensors[name])  # jnp.asarray would compile a program per shape
             nnx.replace_by_pure_dict(state, _unflatten(pure))
             nnx.update(module, state)
         return model
@@ -149,7 +153,7 @@ class GNNBisector:
         rows = np.arange(len(f)) if ranks is None else ranks[0]
         f_pad = np.zeros(top.mask.shape[0], np.float32)
         f_pad[rows] = f
-        y = vcycle(part, levels, partition_input(f_pad, top.mask, top.n))
+        y = vcycle(part, levels, _partition_input(f_pad, top.mask, top.n))
         return np.asarray(y, np.float64)[rows]
 
 

@@ -18,6 +18,7 @@ from flax import nnx
 
 from jaxsafe.graphs.batching import PaddedLevel
 from jaxsafe.graphs.layers import SAGEConv
+from jaxsafe.graphs.programs import Program
 
 
 def restrict(x: jax.Array, level: PaddedLevel, num_coarse: int) -> jax.Array:
@@ -64,7 +65,7 @@ class PartitionModule(nnx.Module):
         return jax.nn.softmax(x, axis=-1)
 
 
-_restrict_jit = jax.jit(restrict, static_argnums=2)
+_restrict_jit = Program(restrict, "restrict", static_argnums=(2,))
 
 
 def vcycle(call, levels: list[PaddedLevel], f_in: jax.Array, depth: jax.Array | None = None,

@@ -170,7 +170,7 @@ def test_per_level_programs_compile_once_for_nearby_sizes():
     functions = [fn for graphdef in (Compiled(model.embedding).graphdef, Compiled(model.partition).graphdef)
                  for fn in Compiled._cache[graphdef].values()]
     assert functions
-    counts = [fn._cache_size() for fn in functions]
+    counts = [fn.jitted._cache_size() for fn in functions]
     for n, seed in ((905, 22), (890, 23)):
         bisect(delaunay(n, seed=seed)[0], "gnn", model=model)
-    assert [fn._cache_size() for fn in functions] == counts
+    assert [fn.jitted._cache_size() for fn in functions] == counts

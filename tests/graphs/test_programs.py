@@ -1,0 +1,106 @@
+"""Traced programs kept on disk (jaxsafe.graphs.programs): a warm CLI process traces and compiles nothing."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsafe.graphs import programs
+from jaxsafe.graphs.generators import delaunay
+from jaxsafe.graphs.io import write_metis
+
+
+@pytest.fixture
+def program_dir(tmp_path):
+    programs.set_directory(tmp_path / "programs")
+    yield tmp_path / "programs"
+    programs.set_directory(None)
+
+
+def _affine(x, scale, power):
+    return {"y": x * scale + 1.0, "sum": jnp.sum(x ** power)}
+
+
+def test_a_program_is_exported_once_then_loaded_and_gives_the_same_outputs(program_dir):
+    x, scale = np.arange(6, dtype=np.float32).reshape(2, 3), np.float32(2.0)
+    before = dict(programs.counts)
+    first = programs.Program(_affine, "affine", static_argnums=(2,))(x, scale, 2)
+    assert programs.counts["exported"] == before["exported"] + 1
+    assert len(list(program_dir.glob("affine-*.jaxexport"))) == 1
+    # a new Program object has an empty in-memory table, like a new process
+    again = programs.Program(_affine, "affine", static_argnums=(2,))
+    second = again(x, scale, 2)
+    assert programs.counts["loaded"] == before["loaded"] + 1 and programs.counts["exported"] == before["exported"] + 1
+    jax.tree.map(np.testing.assert_array_equal, first, second)
+    np.testing.assert_array_equal(second["y"], x * 2 + 1)
+    # another static argument or input shape is another program
+    again(x, scale, 3)
+    again(np.ones((4, 3), np.float32), scale, 2)
+    assert len(list(program_dir.glob("affine-*.jaxexport"))) == 3
+    assert programs.counts["plain"] == before["plain"]
+
+
+def test_an_unreadable_program_file_is_exported_again(program_dir):
+    x = np.ones(3, np.float32)
+    programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(1.0), 2)
+    (path,) = program_dir.glob("affine-*.jaxexport")
+    path.write_bytes(b"not a program")
+    before = programs.counts["exported"]
+    out = programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(1.0), 2)
+    assert programs.counts["exported"] == before + 1
+    np.testing.assert_array_equal(out["y"], x + 1)
+
+
+def test_without_a_directory_a_program_is_plain_jit(tmp_path):
+    assert programs.directory() is None
+    before = dict(programs.counts)
+    out = programs.Program(_affine, "affine", static_argnums=(2,))(np.ones(3, np.float32), np.float32(1.0), 2)
+    assert programs.counts == before
+    np.testing.assert_array_equal(out["y"], np.full(3, 2.0, np.float32))
+
+
+_DRIVER = """
+import json, sys
+from jax import monitoring
+seen = {"xla_compilations": 0, "traced": []}
+def on_event(event, **kw):
+    if event == "/jax/compilation_cache/cache_misses":
+        seen["xla_compilations"] += 1
+def on_duration(event, duration, **kw):
+    if event == "/jax/core/compile/jaxpr_trace_duration":
+        seen["traced"].append(str(kw.get("fun_name")))
+monitoring.register_event_listener(on_event)
+monitoring.register_event_duration_secs_listener(on_duration)
+from jaxsafe.cli import main
+from jaxsafe.graphs import programs
+for method in ("gnn", "rl"):
+    assert main(["partition", sys.argv[1], "--method", method]) == 0
+print(json.dumps({**seen, **programs.counts}))
+"""
+
+
+def test_a_warm_cli_process_traces_and_compiles_none_of_the_programs(tmp_path):
+    """Two `jaxsafe partition` processes (gnn, then rl) with one HOME: the second loads every program
+    the first exported and compiled; XLA compiles nothing (all persistent-cache hits), and no program
+    is traced again (only `jax.export`'s one-primitive call wrappers and the weights' shape evaluation)."""
+    graph = tmp_path / "d300.graph"
+    write_metis(graph, delaunay(300, seed=5)[0])
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    runs = []
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-c", _DRIVER, str(graph)], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    cold, warm = runs
+    assert cold["exported"] > 0 and cold["xla_compilations"] > 0 and cold["plain"] == 0
+    assert warm["exported"] == 0 and warm["plain"] == 0, warm
+    assert warm["loaded"] == cold["exported"], (cold, warm)
+    assert warm["xla_compilations"] == 0, warm
+    traced_programs = [name for name in warm["traced"] if name in ("flat", "_greedy_one", "_greedy_many")]
+    assert traced_programs == [], warm["traced"]
