@@ -58,12 +58,18 @@ def rmu_objective(graphdef, selection: Selection, layer: int, steering_coef: flo
     updated model is ``frozen["params"]`` with ``trainable`` written in.
     """
 
+    # Layers above ℓ never run: the trainable rows are written into the first `upto` layers'
+    # stacked weights only, so neither the merge nor the gradient's scatter back into the
+    # stack touches a whole [L, ...] array (3 full-size temporaries per step otherwise).
+    upto = max([layer + 1] + [rows[1] for _, rows in selection.parts if rows is not None])
+
     def hidden(params, ids, mask):
         return nnx.merge(graphdef, params).hidden_states(ids, mask, layers=(layer,))[layer]
 
     def loss_fn(trainable, batch, frozen):
-        updated = selection.merge(trainable, frozen["params"])
-        frozen_h = jax.lax.stop_gradient(hidden(frozen["params"], batch["retain_ids"], batch["retain_mask"]))
+        params = first_layers(frozen["params"], upto)
+        updated = selection.merge(trainable, params)
+        frozen_h = jax.lax.stop_gradient(hidden(params, batch["retain_ids"], batch["retain_mask"]))
         forget_h = hidden(updated, batch["forget_ids"], batch["forget_mask"])
         retain_h = hidden(updated, batch["retain_ids"], batch["retain_mask"])
         return rmu_loss(forget_h, batch["forget_mask"], retain_h, batch["retain_mask"], frozen_h,
@@ -71,6 +77,12 @@ def rmu_objective(graphdef, selection: Selection, layer: int, steering_coef: flo
                         authors_convention=authors_convention)
 
     return loss_fn
+
+
+def first_layers(params: nnx.State, n: int) -> nnx.State:
+    """``params`` with every layer-stacked array (under ``layers``) cut to its first ``n`` layers."""
+    return nnx.from_flat_state([(path, var.replace(var[...][:n]) if path[0] == "layers" else var)
+                                for path, var in nnx.to_flat_state(params)])
 
 
 def rmu_batch(problem: RMUProblem, step: int, batch_size: int, seed: int) -> dict[str, np.ndarray]:

@@ -96,6 +96,21 @@ def test_runs_only_the_first_layer_plus_one_layers(tokenizer):
     assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
 
+def test_the_compiled_step_never_builds_a_whole_layer_stack(tokenizer):
+    """Only the first ℓ+1 layers run, so the trainable rows are merged into (and their
+    gradient scattered back from) those layers' slice of the stacked weights: no
+    instruction of the compiled step but the parameters themselves has the shape of a
+    whole [L, ...] stack (merging into the full stack cost three such arrays per step)."""
+    model = tiny_model(tokenizer)
+    step, state, frozen, _, _ = rmu_setup(model)
+    stack = frozen["params"]["layers"]["mlp"]["down_proj"]["kernel"][...]
+    assert stack.shape[0] > LAYER + 1
+    shape = "f32[" + ",".join(map(str, stack.shape)) + "]"
+    text = step.lower(state, batch(tokenizer), frozen).compile().as_text()
+    built = [line for line in text.splitlines() if f"= {shape}" in line and " parameter(" not in line]
+    assert built == [], built[:3]
+
+
 def test_rmu_matches_a_pytorch_implementation_the_authors_way(tmp_path):
     """Three AdamW steps of RMU (authors' MSE convention) against transformers' Llama in
     PyTorch with forward hooks at layer ℓ: same losses and same updated down-projections."""
