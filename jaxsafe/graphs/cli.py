@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     p.add_argument("--unweighted", action="store_true", help="ignore stored values, unit edge weights")
     p.add_argument("--weights", type=Path, default=None, help="GNN weights file (default: the shipped weights)")
     p.add_argument("--agent", type=Path, default=None, help="RL refinement agent weights (default: the shipped ones)")
+    p.add_argument("--coarsest", choices=("metis", "agent"), default="metis",
+                   help="rl: who bisects the coarsest graph, METIS (default) or paper B's coarsest-graph agent")
     p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument("--out", type=Path, default=None, help="write one part id per line to this file")
     p.set_defaults(func=run_partition)
@@ -73,7 +75,7 @@ def register(subparsers) -> None:
     t.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in, = configs/graphs/train.yaml)")
     t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. embedding.epochs=5")
     t.set_defaults(func=run_train)
-    r = gsub.add_parser("train-rl", help="train paper B's RL agent (refinement or separator) with A2C")
+    r = gsub.add_parser("train-rl", help="train paper B's RL agent (refinement, separator or coarsest-graph) with A2C")
     r.add_argument("--out", type=Path, required=True, help="run directory")
     r.add_argument("--resume", action="store_true", help="finish an interrupted run of --out")
     r.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in RLTrainConfig)")
@@ -83,11 +85,20 @@ def register(subparsers) -> None:
 
 
 def _enable_compilation_cache() -> None:
-    """Reuse XLA compilations across CLI invocations (per-level GNN functions take seconds to compile)."""
+    """Reuse XLA compilations and traced programs across CLI invocations.
+
+    Per-level GNN functions take seconds to compile; a warm process would still
+    trace and lower each before the compilation cache can serve it, so the traced
+    programs are kept too (:mod:`jaxsafe.graphs.programs`).
+    """
     import jax
 
-    jax.config.update("jax_compilation_cache_dir", str(Path.home() / ".cache" / "jaxsafe" / "xla"))
+    from jaxsafe.graphs import programs
+
+    cache = Path.home() / ".cache" / "jaxsafe"
+    jax.config.update("jax_compilation_cache_dir", str(cache / "xla"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    programs.set_directory(cache / "programs")
 
 
 def _preflight(args: argparse.Namespace) -> None:
@@ -123,7 +134,7 @@ def run_partition(args: argparse.Namespace) -> int:
         _enable_compilation_cache()
         agent = ActorCritic.load(args.agent)
         parts = rl_partition(adj, args.parts, agent, start=RL_METHODS[args.method], seed=args.seed,
-                             seconds=seconds, gnn_model=model)
+                             seconds=seconds, gnn_model=model, coarsest=args.coarsest)
     else:
         parts = partition(adj, args.parts, args.method, refine=args.refine, model=model, seed=args.seed,
                           seconds=seconds)
@@ -206,7 +217,8 @@ def run_train_rl(args: argparse.Namespace) -> int:
     cfg = load_config(RLTrainConfig, args.config, args.overrides)
     from jaxsafe.graphs.rl_train import train
 
-    print(f"rl {cfg.agent.task} agent ({cfg.agent.kind}): {cfg.graphs} Delaunay graphs (n {cfg.n_min}-{cfg.n_max}), "
+    print(f"rl {cfg.agent.task} agent ({cfg.agent.kind}): {cfg.graphs} graphs ({', '.join(cfg.families)}; "
+          f"n {cfg.n_min}-{cfg.n_max}), "
           f"{cfg.steps} A2C steps of {cfg.episodes} episodes", file=sys.stderr, flush=True)
     print(json.dumps(train(cfg, args.out, resume=args.resume)))
     return 0

@@ -1,4 +1,4 @@
-"""Paper B's agents in Flax NNX: the refinement actor-critic (GAT or SAGE) and the vertex-separator agent.
+"""Paper B's agents in Flax NNX: the refinement actor-critic (GAT or SAGE), the coarsest-graph and the separator agents.
 
 Both are tiny actor-critics over the region graph of an :class:`~jaxsafe.graphs.rl_env.Episode`
 (:func:`~jaxsafe.graphs.rl_env.region_graph`): the actor is a stack of graph
@@ -8,7 +8,9 @@ layer, a linear map, a mean over the region's vertices and a tanh (paper B).
 ``kind="gat"`` uses :class:`~jaxsafe.graphs.layers.GATConv` (the paper's
 abstract), ``kind="sage"`` :class:`~jaxsafe.graphs.layers.SAGEConv` (the
 authors' code). The separator agent is the same network on the separator
-features (7 inputs instead of 5).
+features (7 inputs instead of 5); the coarsest-graph agent (paper B: 4 GAT
+layers of 30 units) on the refinement features plus each vertex's edge-weight
+fractions to A and B (7 inputs, :func:`~jaxsafe.graphs.rl_env.coarsest_features`).
 
 Weights are safetensors with the config as metadata (``save``/``load``); the
 package ships trained ones in ``jaxsafe/graphs/weights/rl_*.safetensors``.
@@ -32,7 +34,8 @@ from jaxsafe.graphs.layers import GATConv, SAGEConv
 from jaxsafe.graphs.rl_config import AgentConfig
 from jaxsafe.io import atomic_write_bytes
 
-WEIGHTS = {"refine": "rl_refine.safetensors", "separator": "rl_separator.safetensors"}
+WEIGHTS = {"refine": "rl_refine.safetensors", "separator": "rl_separator.safetensors",
+           "coarsest": "rl_coarsest.safetensors"}
 
 
 def _conv(cfg: AgentConfig, fin: int, fout: int, rngs: nnx.Rngs):
@@ -45,7 +48,7 @@ class ActorCritic(nnx.Module):
     """``(graph, x, region) -> (logits[N], value)``; logits of non-region vertices are meaningless (masked later)."""
 
     def __init__(self, cfg: AgentConfig, *, rngs: nnx.Rngs):
-        if cfg.kind not in ("sage", "gat") or cfg.task not in ("refine", "separator"):
+        if cfg.kind not in ("sage", "gat") or cfg.task not in WEIGHTS:
             raise UserError(f"unknown agent kind/task {cfg.kind}/{cfg.task}")
         self.cfg = cfg
         dims = [cfg.in_features] + [cfg.hidden] * cfg.layers
@@ -73,7 +76,7 @@ class ActorCritic(nnx.Module):
 
     @classmethod
     def load(cls, path: str | Path | None = None, task: str = "refine") -> "ActorCritic":
-        """Weights from ``path`` (default: the shipped ``rl_refine``/``rl_separator`` weights)."""
+        """Weights from ``path`` (default: the shipped ``rl_<task>`` weights)."""
         if path is None:
             path = resources.files("jaxsafe.graphs") / "weights" / WEIGHTS[task]
         path = Path(str(path))
@@ -93,7 +96,8 @@ class ActorCritic(nnx.Module):
             name = "/".join(str(k) for k in key)
             if name not in tensors:
                 raise UserError(f"{path}: missing tensor {name}")
-            new.append((key, var.replace(jnp.asarray(tensors[name]))))
+            # device_put, not jnp.asarray: the latter compiles a small program per array in a fresh process
+            new.append((key, var.replace(jax.device_put(tensors[name]))))
         nnx.update(model, nnx.from_flat_state(new))
         return model
 

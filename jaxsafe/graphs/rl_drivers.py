@@ -9,8 +9,12 @@
   seen (rollback).
 * :func:`refine_partition` — passes of ``greedy`` on the region around the
   current cut (re-extracted each pass) while a pass improves the objective.
+* :func:`coarsest_bisect` — paper B's coarsest-graph agent: from every vertex
+  in A but one, greedy moves (at most n, locked) and the best state seen, for
+  several start vertices at once (one ``vmap``ped call), keeping the best.
 * :func:`rl_bisect` — ``start="metis"``: coarsen (heavy-edge matching) to
-  ``coarsest_size`` vertices, METIS on the coarsest graph, then project and
+  ``coarsest_size`` vertices, bisect the coarsest graph (``coarsest="metis"``,
+  or ``"agent"``: :func:`coarsest_bisect`), then project and
   refine level by level (volumes of coarse vertices = sums of fine degrees, so
   every level optimizes the fine normalized cut); ``start="gnn"``: paper A's
   GNN bisection refined on the finest level; ``start="metis-fine"``: METIS's own
@@ -38,6 +42,7 @@ from jaxsafe.graphs import rl_env as E
 from jaxsafe.graphs.baselines import metis_parts
 from jaxsafe.graphs.batching import bucket
 from jaxsafe.graphs.coarsen import build_hierarchy
+from jaxsafe.graphs.programs import Program
 from jaxsafe.graphs.rl_agents import ActorCritic
 
 # Greedy rollouts stop after this many moves in a row without a new best state. On
@@ -55,21 +60,25 @@ AGENT_MIN_VERTICES = 1000
 # then share one padded shape, so a fresh process traces and loads fewer programs.
 REFINE_MIN_ROWS = 512
 
+# Start vertices the coarsest-graph agent tries (one vmapped rollout each; the best is kept).
+COARSEST_TRIES = 8
+
 ENVS = {
     "refine": (E.refine_reset, E.refine_step, E.refine_allowed, E.refine_features),
+    "coarsest": (E.refine_reset, E.refine_step, E.refine_allowed, E.coarsest_features),
     "separator": (E.separator_reset, E.separator_step, E.separator_allowed, E.separator_features),
 }
 
 
 def env_fns(task: str, objective: str = "nc"):
     reset, step, allowed, features = ENVS[task]
-    if task == "refine":
+    if task != "separator":
         step = functools.partial(step, kind=objective)
     return reset, step, allowed, features
 
 
 def state_objective(task: str, ep: E.Episode, st, objective: str = "nc"):
-    if task == "refine":
+    if task != "separator":
         return E.partition_objective(st.cut, st.vol, st.size, ep.targets, objective)
     return E.separator_objective(st.size)
 
@@ -78,8 +87,8 @@ def state_labels(st):
     return st.parts if isinstance(st, E.RefineState) else st.labels
 
 
-def policy(model: ActorCritic, task: str, ep: E.Episode, st, ell: bool = False):
-    """``(masked logits, value, allowed)`` of the agent in state ``st``.
+def policy(model: ActorCritic, task: str, ep: E.Episode, st, ell: bool = False, locked: jax.Array | None = None):
+    """``(masked logits, value, allowed)`` of the agent in state ``st``; ``locked`` vertices are not allowed.
 
     ``ell``: SAGE layers aggregate on the ELL slots (row gathers, faster on CPU than
     the scatter-add) when there are at most 16 slots. Used by the unbatched greedy
@@ -91,6 +100,8 @@ def policy(model: ActorCritic, task: str, ep: E.Episode, st, ell: bool = False):
     ell = ell and model.cfg.kind == "sage" and ep.nbr.shape[-1] <= 16
     logits, value = model(E.region_graph(ep, ell=ell), features(ep, st), ep.movable)
     ok = allowed(ep, st)
+    if locked is not None:
+        ok = ok & ~locked
     return jnp.where(ok, logits, -jnp.inf), value, ok
 
 
@@ -106,10 +117,7 @@ def _greedy(graphdef, params, ep: E.Episode, max_steps, patience, task: str, obj
 
     def body(c):
         st, best, best_obj, i, _, locked, since = c
-        logits, _, ok = policy(model, task, ep, st, ell)
-        if lock:
-            ok = ok & ~locked
-            logits = jnp.where(locked, -jnp.inf, logits)
+        logits, _, ok = policy(model, task, ep, st, ell, locked if lock else None)
         a = jnp.argmax(logits).astype(jnp.int32)
         stop = ~ok.any() | (a == st.last)
         new, _ = step(ep, st, a)
@@ -126,14 +134,17 @@ def _greedy(graphdef, params, ep: E.Episode, max_steps, patience, task: str, obj
     return best, best_obj, obj0, steps
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6))
 def _greedy_one(graphdef, params, ep, max_steps, patience, task, objective):
     return _greedy(graphdef, params, ep, max_steps, patience, task, objective, ell=True)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 5, 6))
 def _greedy_many(graphdef, params, eps, max_steps, patience, task, objective):
     return jax.vmap(lambda e, m: _greedy(graphdef, params, e, m, patience, task, objective))(eps, max_steps)
+
+
+# kept on disk by the CLI (jaxsafe.graphs.programs): a warm process does not trace the rollout
+_greedy_one = Program(_greedy_one, "greedy_one", static_argnums=(0, 5, 6))
+_greedy_many = Program(_greedy_many, "greedy_many", static_argnums=(0, 5, 6))
 
 
 def greedy(agent: ActorCritic, ep: E.Episode, max_steps: int | np.ndarray, objective: str = "nc",
@@ -156,7 +167,8 @@ def greedy(agent: ActorCritic, ep: E.Episode, max_steps: int | np.ndarray, objec
 
 
 # ---------------------------------------------------------------- partitions
-def _objective_np(adj, parts, deg, targets):
+def objective_np(adj: sp.csr_matrix, parts: np.ndarray, deg: np.ndarray, targets=(1.0, 1.0)) -> float:
+    """``cut·(t₀/vol A + t₁/vol B)`` of a 0/1 partition recomputed in NumPy (volumes from ``deg``)."""
     coo = adj.tocoo()
     cut = coo.data[parts[coo.row] != parts[coo.col]].sum() / 2
     vol = np.bincount(parts, weights=deg, minlength=2)
@@ -192,10 +204,38 @@ def _two_sided(adj, parts, seed):
     return parts
 
 
+def coarsest_bisect(adj: sp.csr_matrix, agent: ActorCritic, *, deg=None, vw=None, targets=(1.0, 1.0),
+                    tries: int = COARSEST_TRIES, seed: int = 0, objective: str = "nc") -> np.ndarray:
+    """Bisection of a small graph by the coarsest-graph agent (paper B), without METIS.
+
+    ``tries`` start vertices (drawn with ``seed``) each give an episode with
+    every other vertex in A (:func:`~jaxsafe.graphs.rl_env.coarsest_episode`);
+    one ``vmap``ped greedy rollout moves up to n vertices (each once) and keeps
+    the best state seen. Returns the best of those states (minimum
+    ``cut·(t₀/vol A + t₁/vol B)``, with ``deg`` as volumes: the fine degrees on a
+    coarse level). Paper B keeps the minimum cut within a ±1 % balance window;
+    we keep the minimum normalized cut, the objective every level refines.
+    """
+    n = adj.shape[0]
+    starts = np.random.default_rng(seed).choice(n, size=min(tries, n), replace=False)
+    eps = [E.coarsest_episode(adj, int(v), deg=deg, vw=vw, targets=targets) for v in starts]
+    width = bucket(len(eps), 1)
+    batch = E.stack_episodes(eps + [eps[0]] * (width - len(eps)))
+    best, best_obj, _, _ = jax.device_get(greedy(agent, batch, n, objective))
+    return np.asarray(best[int(np.argmin(best_obj[:len(eps)]))][:n]).astype(np.int64)
+
+
 def rl_bisect(adj: sp.csr_matrix, agent: ActorCritic | None = None, *, start: str = "metis", seed: int = 0,
               targets=(1.0, 1.0), coarsest_size: int = 100, hops: int = 3, gnn_model=None,
-              seconds: dict | None = None, objective: str = "nc", patience: int | None = PATIENCE) -> np.ndarray:
-    """Bisection of a connected graph: a start partition refined by the agent (see module docstring)."""
+              seconds: dict | None = None, objective: str = "nc", patience: int | None = PATIENCE,
+              coarsest: str = "metis", coarsest_agent: ActorCritic | None = None) -> np.ndarray:
+    """Bisection of a connected graph: a start partition refined by the agent (see module docstring).
+
+    ``coarsest`` (with ``start="metis"``): who bisects the coarsest graph, ``"metis"`` or
+    ``"agent"`` (``coarsest_agent``, default the shipped coarsest-graph agent).
+    """
+    if coarsest not in ("metis", "agent"):
+        raise ValueError(f"coarsest must be 'metis' or 'agent', got {coarsest!r}")
     agent = ActorCritic.load() if agent is None else agent
     seconds = {} if seconds is None else seconds
     adj = sp.csr_matrix(adj)
@@ -223,7 +263,12 @@ def rl_bisect(adj: sp.csr_matrix, agent: ActorCritic | None = None, *, start: st
     t1 = time.perf_counter()
     seconds["hierarchy"] = seconds.get("hierarchy", 0.0) + t1 - t0
     coarse = h.coarsest
-    parts = _two_sided(coarse.adj, metis_parts(coarse.adj, 2, seed), seed)
+    if coarsest == "agent":
+        coarsest_agent = ActorCritic.load(task="coarsest") if coarsest_agent is None else coarsest_agent
+        parts = coarsest_bisect(coarse.adj, coarsest_agent, deg=degs[-1], vw=coarse.vweights, targets=w, seed=seed,
+                                objective=objective)
+    else:
+        parts = _two_sided(coarse.adj, metis_parts(coarse.adj, 2, seed), seed)
     t2 = time.perf_counter()
     seconds["coarsest"] = seconds.get("coarsest", 0.0) + t2 - t1
     for level in range(h.depth - 1, -1, -1):
@@ -237,11 +282,14 @@ def rl_bisect(adj: sp.csr_matrix, agent: ActorCritic | None = None, *, start: st
 
 
 def rl_partition(adj: sp.csr_matrix, k: int = 2, agent: ActorCritic | None = None, *, start: str = "metis",
-                 seed: int = 0, seconds: dict | None = None, gnn_model=None) -> np.ndarray:
+                 seed: int = 0, seconds: dict | None = None, gnn_model=None, coarsest: str = "metis",
+                 coarsest_agent: ActorCritic | None = None) -> np.ndarray:
     """k-way by recursive RL bisection (sides weighted ``⌊k/2⌋ : ⌈k/2⌉``); components packed as in ``bisect``."""
     from jaxsafe.graphs.partition import components
 
     agent = ActorCritic.load() if agent is None else agent
+    if coarsest == "agent" and coarsest_agent is None:
+        coarsest_agent = ActorCritic.load(task="coarsest")
     seconds = {} if seconds is None else seconds
     n = adj.shape[0]
     if k == 1 or n == 1:
@@ -250,7 +298,7 @@ def rl_partition(adj: sp.csr_matrix, k: int = 2, agent: ActorCritic | None = Non
     ncomp, labels = components(adj)
     if ncomp == 1:
         sides = rl_bisect(adj, agent, start=start, seed=seed, targets=(k0, k - k0), seconds=seconds,
-                          gnn_model=gnn_model)
+                          gnn_model=gnn_model, coarsest=coarsest, coarsest_agent=coarsest_agent)
     else:  # largest component refined, the others packed (as partition.bisect does)
         from jaxsafe.graphs.partition import bisect
 
@@ -262,7 +310,7 @@ def rl_partition(adj: sp.csr_matrix, k: int = 2, agent: ActorCritic | None = Non
         if len(idx) == 0:
             continue
         parts[idx] = offset + rl_partition(adj[idx][:, idx], ks, agent, start=start, seed=seed, seconds=seconds,
-                                           gnn_model=gnn_model)
+                                           gnn_model=gnn_model, coarsest=coarsest, coarsest_agent=coarsest_agent)
         offset += ks
     return parts
 
@@ -305,6 +353,18 @@ def refine_separators(subs: list[sp.csr_matrix], labels: list[np.ndarray], agent
     return labels
 
 
+def start_separator(p: sp.csr_matrix, seed: int = 0, metis: bool = True) -> np.ndarray:
+    """The separator agent's start on the pattern ``p``: METIS's vertex separator when libmetis is installed
+    (and ``metis``), else (or when it leaves a side empty) the König cover of a METIS bisection."""
+    from jaxsafe.graphs import metis_separator
+    from jaxsafe.graphs.ordering import vertex_separator_from_bisection
+
+    labels = metis_separator.metis_vertex_separator(p, seed) if metis and metis_separator.available() else None
+    if labels is None or min(np.sum(labels == 0), np.sum(labels == 1)) == 0:
+        labels = vertex_separator_from_bisection(p, _two_sided(p, metis_parts(p, 2, seed), seed))
+    return labels
+
+
 def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *, seed: int = 0,
                   stats: dict | None = None, patience: int | None = SEPARATOR_PATIENCE,
                   agent_min_vertices: int = AGENT_MIN_VERTICES) -> list[np.ndarray]:
@@ -314,19 +374,12 @@ def rl_separators(subs: list[sp.csr_matrix], agent: ActorCritic | None = None, *
     libmetis is installed, else a METIS bisection + König cover. Subgraphs with
     fewer than ``agent_min_vertices`` vertices keep the start separator.
     """
-    from jaxsafe.graphs import metis_separator
-    from jaxsafe.graphs.ordering import pattern, vertex_separator_from_bisection
+    from jaxsafe.graphs.ordering import pattern
 
     agent = ActorCritic.load(task="separator") if agent is None else agent
     t0 = time.perf_counter()
-    start = []
-    use_vsep = metis_separator.available()
     subs = [pattern(s) for s in subs]
-    for p in subs:
-        labels = metis_separator.metis_vertex_separator(p, seed) if use_vsep else None
-        if labels is None or min(np.sum(labels == 0), np.sum(labels == 1)) == 0:
-            labels = vertex_separator_from_bisection(p, _two_sided(p, metis_parts(p, 2, seed), seed))
-        start.append(labels)
+    start = [start_separator(p, seed) for p in subs]
     t1 = time.perf_counter()
     big = [i for i, p in enumerate(subs) if p.shape[0] >= agent_min_vertices]
     out = list(start)

@@ -19,6 +19,11 @@ a from-scratch recomputation after random move sequences.
   k-way uses ``t = (k₀/k₁, k₁/k₀)``) or the quotient cut with sizes.
   Moving ``v`` changes the cut by ``Σ_{u∼v, same side} w − Σ_{u∼v, other side} w``
   and the volumes by ``±d_v`` — O(K) per move.
+* **Coarsest-graph bisection** (:func:`coarsest_episode`, then the refinement
+  functions with :func:`coarsest_features`): the region is the whole coarsest
+  graph, and the start is every vertex in A except one (paper B's coarsest-graph
+  agent); the moves, rewards and incremental updates are the refinement ones,
+  so B grows from the start vertex along the frontier.
 * **Vertex separator** (:func:`separator_reset`, :func:`separator_step`): labels
   0 = A, 1 = B, 2 = S with no A–B edge; action on a region vertex ``v``: from A or
   B into S if ``v`` touches S (always keeps the separator valid), or from S back
@@ -145,6 +150,21 @@ def refine_features(ep: Episode, st: RefineState) -> jax.Array:
     return jnp.where(ep.movable[:, None], f, 0.0)
 
 
+def coarsest_features(ep: Episode, st: RefineState) -> jax.Array:
+    """:func:`refine_features` plus the fraction of each vertex's edge weight to A and to B.
+
+    The coarsest graph's edge weights (fine edges merged by the contraction) vary
+    by an order of magnitude, and graph attention sees edges but not their
+    weights; these two features give the agent each vertex's gain
+    ``(w to other side − w to own side)/Σw`` of a move.
+    """
+    same, other = side_weights(ep, st.parts)
+    total = jnp.maximum(same + other, 1e-12)
+    to_b = jnp.where(st.parts == 1, same, other) / total
+    f = jnp.concatenate([refine_features(ep, st), jnp.stack([1.0 - to_b, to_b], axis=1)], axis=1)
+    return jnp.where(ep.movable[:, None], f, 0.0)
+
+
 # ---------------------------------------------------------------- separator env
 def separator_reset(ep: Episode) -> SepState:
     return SepState(ep.labels0, ep.size0, jnp.int32(-1))
@@ -224,8 +244,10 @@ def _hops(adj: sp.csr_matrix, seeds: np.ndarray, hops: int) -> np.ndarray:
     return mark
 
 
-def region_mask(adj: sp.csr_matrix, labels: np.ndarray, hops: int, separator: bool = False) -> np.ndarray:
-    """Vertices within ``hops`` edges of the cut (endpoints of cut edges) or of the separator S."""
+def region_mask(adj: sp.csr_matrix, labels: np.ndarray, hops: int | None, separator: bool = False) -> np.ndarray:
+    """Vertices within ``hops`` edges of the cut (endpoints of cut edges) or of the separator S; ``None``: all."""
+    if hops is None:
+        return np.ones(adj.shape[0], bool)
     if separator:
         seeds = np.flatnonzero(labels == SEP)
     else:
@@ -237,13 +259,13 @@ def region_mask(adj: sp.csr_matrix, labels: np.ndarray, hops: int, separator: bo
     return _hops(adj, seeds, max(hops - 1, 0) if not separator else hops)
 
 
-def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int = 3, separator: bool = False,
+def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int | None = 3, separator: bool = False,
                     deg: np.ndarray | None = None, vw: np.ndarray | None = None,
                     targets: tuple[float, float] = (1.0, 1.0), num_nodes: int | None = None,
                     num_slots: int | None = None, min_rows: int = 64) -> tuple[dict, np.ndarray]:
     """An :class:`Episode` (as a dict of NumPy arrays) around the cut/separator of ``labels`` on ``adj``.
 
-    ``deg`` (default: ``adj``'s weighted degrees) and ``vw`` (default 1) are the
+    ``hops=None``: every vertex is in the region (no halo). ``deg`` (default: ``adj``'s weighted degrees) and ``vw`` (default 1) are the
     volume and size contributions; ``num_nodes``/``num_slots`` pad to given
     shapes (default: buckets of rows — 2 per octave, at least ``min_rows`` — and
     of slots — powers of two, at least 8). Returns ``(episode, sub)`` with ``sub`` the graph
@@ -289,6 +311,16 @@ def extract_episode(adj: sp.csr_matrix, labels: np.ndarray, *, hops: int = 3, se
               size0=size.astype(np.float32), total_vol=np.float32(deg.sum()), total_size=np.float32(vw.sum()),
               targets=np.asarray(targets, np.float32))
     return ep, sub
+
+
+def coarsest_episode(adj: sp.csr_matrix, start: int, **kw) -> dict:
+    """The coarsest-graph episode: the whole graph movable, every vertex in A except ``start`` (in B).
+
+    ``kw`` go to :func:`extract_episode` (``deg``, ``vw``, ``targets``, padding);
+    rows are the graph's vertices in order.
+    """
+    labels = (np.arange(adj.shape[0]) == start).astype(np.int64)
+    return extract_episode(adj, labels, hops=None, **kw)[0]
 
 
 def to_jax(ep: dict | Episode) -> Episode:

@@ -25,20 +25,43 @@ from flax import nnx
 from jaxsafe.graphs import rl_env as E
 from jaxsafe.graphs.baselines import metis_parts
 from jaxsafe.graphs.coarsen import build_hierarchy
-from jaxsafe.graphs.generators import delaunay
+from jaxsafe.graphs.generators import delaunay, delaunay_with_holes, grid2d, grid3d, random_geometric
 from jaxsafe.graphs.rl_agents import WEIGHTS, ActorCritic, num_params
 from jaxsafe.graphs.rl_config import RLTrainConfig
-from jaxsafe.graphs.rl_drivers import env_fns, policy, state_objective
+from jaxsafe.graphs.rl_drivers import env_fns, policy, start_separator, state_objective
 from jaxsafe.optim.factory import make_optimizer
 from jaxsafe.runs import RunDir, train_loop
 from jaxsafe.train import init_state, make_step
 
 
 # ---------------------------------------------------------------- the episode pool
-def _random_graph(cfg: RLTrainConfig, rng: np.random.Generator):
+def _largest_component(adj):
+    from jaxsafe.graphs.partition import components
+
+    ncomp, labels = components(adj)
+    if ncomp == 1:
+        return adj
+    keep = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
+    return adj[keep][:, keep].tocsr()
+
+
+def _random_graph(cfg: RLTrainConfig, rng: np.random.Generator, family: str = "delaunay"):
+    """A connected graph of about n ∈ [n_min, n_max] vertices of ``family`` (see the config's docstring)."""
     n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
-    width = 2.0 if rng.random() < cfg.wide_fraction else 1.0
-    return delaunay(n, width, 1.0, seed=int(rng.integers(2**31)))[0]
+    seed = int(rng.integers(2**31))
+    if family == "delaunay":
+        width = 2.0 if rng.random() < cfg.wide_fraction else 1.0
+        return delaunay(n, width, 1.0, seed=seed)[0]
+    if family == "holes":
+        return _largest_component(delaunay_with_holes(n, int(rng.integers(1, 5)), seed=seed)[0])
+    if family == "geometric":
+        return _largest_component(random_geometric(n, seed=seed)[0])
+    if family == "grid2d":
+        aspect = rng.uniform(1.0, 2.0)
+        nx = max(int(round(np.sqrt(n * aspect))), 2)
+        return grid2d(nx, max(n // nx, 2))[0]
+    side = rng.uniform(0.8, 1.25, 3) * n ** (1 / 3)
+    return grid3d(*(max(int(round(x)), 2) for x in side))[0]
 
 
 def _gnn_parts(adj, gnn):
@@ -48,15 +71,15 @@ def _gnn_parts(adj, gnn):
 
 
 def build_pool(cfg: RLTrainConfig, seed: int, graphs: int, gnn=None) -> tuple[list[dict], dict]:
-    """Start episodes (dicts) from ``graphs`` Delaunay graphs; see the config's docstring."""
-    from jaxsafe.graphs.ordering import vertex_separator_from_bisection
+    """Start episodes (dicts) from ``graphs`` generated graphs; see the config's docstring."""
+    from jaxsafe.graphs.ordering import pattern, vertex_separator_from_bisection
 
     rng = np.random.default_rng(seed)
     eps: list[dict] = []
-    info = {"graphs": graphs, "from_metis": 0, "from_gnn": 0, "dropped": 0}
+    info = {"graphs": graphs, "from_metis": 0, "from_gnn": 0, "dropped": 0,
+            "families": {f: 0 for f in cfg.families}}
 
-    def add(ep_src, key):
-        ep, _ = ep_src
+    def add(ep, key):
         if ep["movable"].sum() == 0:
             return
         if ep["nbr"].shape[0] > cfg.max_nodes:
@@ -66,27 +89,34 @@ def build_pool(cfg: RLTrainConfig, seed: int, graphs: int, gnn=None) -> tuple[li
         info[key] += 1
 
     for i in range(graphs):
-        adj = _random_graph(cfg, rng)
+        family = cfg.families[i % len(cfg.families)]
+        info["families"][family] += 1
+        adj = _random_graph(cfg, rng, family)
         use_gnn = gnn is not None and rng.random() < cfg.gnn_fraction
         if cfg.agent.task == "separator":
-            parts = metis_parts(adj, 2, i)
-            add(E.extract_episode(adj, vertex_separator_from_bisection(adj, parts), hops=2, separator=True),
-                "from_metis")
+            p = pattern(adj)
+            add(E.extract_episode(p, start_separator(p, i, cfg.separator_start == "metis"), hops=2,
+                                  separator=True)[0], "from_metis")
             if use_gnn:
-                add(E.extract_episode(adj, vertex_separator_from_bisection(adj, _gnn_parts(adj, gnn)), hops=2,
-                                      separator=True), "from_gnn")
+                add(E.extract_episode(p, vertex_separator_from_bisection(p, _gnn_parts(adj, gnn)), hops=2,
+                                      separator=True)[0], "from_gnn")
             continue
         h = build_hierarchy(adj, coarsest_size=cfg.coarsest_size, seed=i)
         deg = np.asarray(adj.sum(axis=1)).ravel()
         for level in range(h.depth - 1):
             lv, up = h.levels[level], h.levels[level + 1]
-            coarse = metis_parts(up.adj, 2, i)
-            if np.bincount(coarse, minlength=2).min() > 0:
-                add(E.extract_episode(lv.adj, coarse[lv.cmap], hops=cfg.hops, deg=deg, vw=lv.vweights),
-                    "from_metis")
+            if cfg.agent.task == "refine":
+                coarse = metis_parts(up.adj, 2, i)
+                if np.bincount(coarse, minlength=2).min() > 0:
+                    add(E.extract_episode(lv.adj, coarse[lv.cmap], hops=cfg.hops, deg=deg, vw=lv.vweights)[0],
+                        "from_metis")
             deg = np.bincount(lv.cmap, weights=deg, minlength=up.n)
-        if use_gnn:
-            add(E.extract_episode(adj, _gnn_parts(adj, gnn), hops=cfg.hops), "from_gnn")
+        if cfg.agent.task == "coarsest":
+            c = h.coarsest
+            for v in rng.choice(c.n, size=min(cfg.starts, c.n), replace=False):
+                add(E.coarsest_episode(c.adj, int(v), deg=deg, vw=c.vweights), "from_metis")
+        elif use_gnn:
+            add(E.extract_episode(adj, _gnn_parts(adj, gnn), hops=cfg.hops)[0], "from_gnn")
     return eps, info
 
 
@@ -103,20 +133,26 @@ def a2c_loss(graphdef, cfg: RLTrainConfig):
         st = reset(ep)
         scale = cfg.reward_scale / jnp.maximum(state_objective(task, ep, st, cfg.objective), 1e-12)
 
-        def warm_body(st, xs):
+        def lock(locked, a, go):
+            return locked.at[a].set(locked[a] | (go & cfg.lock))
+
+        def warm_body(c, xs):
+            st, locked = c
             t, k = xs
-            logits, _, ok = policy(frozen_model, task, ep, st)
-            a = jax.random.categorical(k, logits)
+            logits, _, ok = policy(frozen_model, task, ep, st, locked=locked)
+            a = jax.random.categorical(k, jnp.where(ok, logits, -1e30))
             new, _ = step(ep, st, a)
             go = (t < warm) & ok.any()
-            return jax.tree.map(lambda x, y: jnp.where(go, y, x), st, new), None
+            return (jax.tree.map(lambda x, y: jnp.where(go, y, x), st, new), lock(locked, a, go)), None
 
+        locked = jnp.zeros(ep.movable.shape, bool)
         if cfg.warmup:
-            st, _ = jax.lax.scan(warm_body, st, (jnp.arange(cfg.warmup), jax.random.split(k_warm, cfg.warmup)))
+            (st, locked), _ = jax.lax.scan(warm_body, (st, locked),
+                                           (jnp.arange(cfg.warmup), jax.random.split(k_warm, cfg.warmup)))
 
         def body(c, k):
-            st, alive = c
-            logits, value, ok = policy(model, task, ep, st)
+            st, locked, alive = c
+            logits, value, ok = policy(model, task, ep, st, locked=locked)
             logp = jax.nn.log_softmax(jnp.where(ok, logits, -1e30))
             a = jax.random.categorical(k, jax.lax.stop_gradient(logp))
             live = alive & ok.any()
@@ -125,11 +161,11 @@ def a2c_loss(graphdef, cfg: RLTrainConfig):
             new, r = step(ep, st, a)
             st = jax.tree.map(lambda x, y: jnp.where(live, y, x), st, new)
             r = jnp.where(live & jnp.isfinite(r), r * scale, 0.0)
-            return (st, live), (logp[a], value, r, entropy, live)
+            return (st, lock(locked, a, live), live), (logp[a], value, r, entropy, live)
 
-        (st, alive), (logpa, values, rewards, entropy, live) = jax.lax.scan(
-            body, (st, jnp.bool_(True)), jax.random.split(k_roll, cfg.rollout))
-        _, v_last, ok = policy(frozen_model, task, ep, st)
+        (st, locked, alive), (logpa, values, rewards, entropy, live) = jax.lax.scan(
+            body, (st, locked, jnp.bool_(True)), jax.random.split(k_roll, cfg.rollout))
+        _, v_last, ok = policy(frozen_model, task, ep, st, locked=locked)
         boot = jnp.where(alive & ok.any(), v_last, 0.0)
 
         def ret(R, x):
@@ -203,29 +239,46 @@ def train(cfg: RLTrainConfig, out: str | Path, resume: bool = False, gnn=None) -
 
 
 def held_out(model: ActorCritic, cfg: RLTrainConfig) -> dict:
-    """Median objective ratios on ``eval_graphs`` fresh Delaunay graphs (n 500..5000)."""
+    """Median objective ratios on ``eval_graphs`` fresh Delaunay graphs (n 500..5000).
+
+    Refinement: NC of ``rl`` / ``metis+rl`` over METIS's bisection. Separator: NS of
+    the agent's separator over its start's. Coarsest-graph agent: NC over METIS's
+    on the coarsest graph (fine degrees as volumes) and, after refinement by the
+    shipped refinement agent, on the finest graph.
+    """
     if cfg.eval_graphs == 0:
         return {}
-    from jaxsafe.graphs.ordering import pattern, vertex_separator_from_bisection
+    from jaxsafe.graphs.ordering import pattern
     from jaxsafe.graphs.partition import evaluate
-    from jaxsafe.graphs.rl_drivers import refine_separators, rl_bisect
+    from jaxsafe.graphs.rl_drivers import objective_np, coarsest_bisect, refine_separators, rl_bisect
 
     rng = np.random.default_rng(cfg.seed + 4242)
     rows: dict[str, list] = {}
     for i in range(cfg.eval_graphs):
         adj, _ = delaunay(int(rng.integers(500, 5001)), 5.0 if i % 2 else 1.0, 1.0, seed=int(rng.integers(2**31)))
         base = metis_parts(adj, 2, 0)
+        metis = evaluate(adj, base)["normalized_cut"]
         if cfg.agent.task == "refine":
-            metis = evaluate(adj, base)["normalized_cut"]
             for start in ("metis", "metis-fine"):
                 nc = evaluate(adj, rl_bisect(adj, model, start=start))["normalized_cut"]
                 rows.setdefault(f"median_nc_ratio_to_metis_rl_{start}", []).append(nc / metis)
+        elif cfg.agent.task == "coarsest":
+            h = build_hierarchy(adj, coarsest_size=cfg.coarsest_size, seed=0)
+            deg = np.asarray(adj.sum(axis=1)).ravel()
+            for lv in h.levels[:-1]:
+                deg = np.bincount(lv.cmap, weights=deg)
+            c = h.coarsest
+            ours = objective_np(c.adj, coarsest_bisect(c.adj, model, deg=deg, vw=c.vweights), deg, (1.0, 1.0))
+            theirs = objective_np(c.adj, metis_parts(c.adj, 2, 0), deg, (1.0, 1.0))
+            rows.setdefault("median_coarsest_nc_ratio_to_metis", []).append(ours / theirs)
+            nc = evaluate(adj, rl_bisect(adj, coarsest="agent", coarsest_agent=model))["normalized_cut"]
+            rows.setdefault("median_nc_ratio_to_metis_rl_coarsest_agent", []).append(nc / metis)
         else:
             p = pattern(adj)
-            lab0 = vertex_separator_from_bisection(p, base)
+            lab0 = start_separator(p, 0, cfg.separator_start == "metis")
             lab = refine_separators([p], [lab0], model)[0]
             ns = lambda x: np.sum(x == 2) * (1 / np.sum(x == 0) + 1 / np.sum(x == 1))  # noqa: E731
-            rows.setdefault("median_ns_ratio_to_metis_cover", []).append(ns(lab) / ns(lab0))
+            rows.setdefault(f"median_ns_ratio_to_{cfg.separator_start}_start", []).append(ns(lab) / ns(lab0))
     return {k: float(np.median(v)) for k, v in rows.items()}
 
 
