@@ -6,7 +6,7 @@
 
 ``coarsest``: on each graph's heavy-edge hierarchy (to 100 vertices, seed 0), the
 normalized cut of the coarsest graph (fine degrees as volumes) bisected by METIS and by
-the coarsest-graph agent (``rl_drivers.coarsest_bisect``, 8 start vertices), then the
+the coarsest-graph agent (``rl_drivers.coarsest_bisect``, ``COARSEST_TRIES`` = 32 start vertices), then the
 finest graph's NC of ``rl`` with either coarsest bisection (the shipped refinement agent
 refines both), over METIS's bisection of the finest graph.
 ``separator``: on each graph, NS of METIS's vertex separator (libmetis) and of each
