@@ -141,6 +141,19 @@ def interleaved(sides: Mapping[str, Callable[[], object]], rounds: int, *, settl
     return times
 
 
+def fresh_breakdown(fn: Callable[..., object], breakdown: dict) -> Callable[[], object]:
+    """``fn(seconds=breakdown)`` with ``breakdown`` emptied first, for :func:`interleaved`.
+
+    The library's ``seconds=`` dicts accumulate over calls; emptied before each call,
+    ``breakdown`` holds the last call's time breakdown.
+    """
+    def call():
+        breakdown.clear()
+        return fn(seconds=breakdown)
+
+    return call
+
+
 def spread(values: Sequence[float]) -> dict:
     """Median, min, max and interquartile range of a sample."""
     v = np.asarray(values, np.float64)

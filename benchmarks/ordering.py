@@ -7,12 +7,15 @@ MMD_AT_PLUS_A 87k). Rows: every method of :data:`jaxsafe.graphs.ordering.ORDERIN
 (Scotch when its library is installed). Fill-in: ``fill_in`` with the SuperLU engine
 (the spec's recipe, structural count), except the natural order above n = 10,000,
 whose factor (≈ 6·10⁸ entries at 5·10⁴) is counted by the symbolic engine; the
-symbolic count is computed for every row and must agree. Time: one run of the
-ordering after a warm-up on a small graph (imports, numba); ``nd-gnn`` also runs
-once on each graph before the timed run (its first run compiles the GNN for new
-padded sizes — reported as ``seconds_first``). Also the top-level vertex separator
-(bisection + minimum cover) of each bisection method. Writes
-benchmarks/results/ordering.json and prints a table.
+symbolic count is computed for every row and must agree. Time (benchmarks/_protocol.py):
+after a warm-up on a small graph (imports, numba), every ordering runs once untimed on
+each graph (its order gives the fill; ``nd-gnn``'s and ``nd-rl``'s first run compiles
+new padded sizes — reported as ``seconds_first``), then ``--rounds`` interleaved rounds
+time every ordering once each, in rotating order: ``seconds`` is the median over the
+rounds, ``time_ratio_to_metis`` the spread of the per-round ratios to METIS NodeND. Also
+the top-level vertex separator (bisection + minimum cover) of each bisection method,
+timed the same way. Writes benchmarks/results/ordering.json (only on an idle machine, or
+with --allow-load, marked "loaded") and prints a table.
 
     python benchmarks/ordering.py            # n = 3,000, 10,000, 50,000
     python benchmarks/ordering.py --quick    # n = 3,000 only
@@ -24,12 +27,15 @@ METIS NodeND, MMD, nd-metis-bisect and nd-rl (leaf sizes in ``RL_LEAVES``) and t
 top-level separator's NS (METIS bisection + König cover, then the RL separator agent), on
 Delaunay graphs n = 10³…10⁴ (seeds 1, 2: seed 0 was used while tuning) and 2D/3D grids,
 Delaunay meshes with holes and random geometric graphs; nd-rl's time breakdown (separator
-calls, blocks, agent and leaf seconds). nd-rl runs once on a small graph first (compilation).
+calls, blocks, agent and leaf seconds). Each ordering runs once untimed per graph (fill;
+compiles nd-rl's new padded shapes), then ``--rounds`` interleaved rounds time them.
+``--rl-large``: nd-rl, METIS NodeND and MMD the same way (one untimed run, then rounds).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import time
 from pathlib import Path
@@ -40,10 +46,11 @@ from jaxsafe.graphs import scotch
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector
 from jaxsafe.graphs.ordering import ORDERINGS, fill_in, order, separator
-from _protocol import Monitor, add_arguments, write_results
+from _protocol import Monitor, add_arguments, format_ratio, fresh_breakdown, interleaved, ratio, spread, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (3_000, 10_000, 50_000)
+ROUNDS = 3
 SUPERLU_NATURAL_MAX = 10_000  # natural order above this: symbolic count only (SuperLU took 13 s at 1e4)
 METHODS = tuple(m for m in ORDERINGS if m != "scotch" or scotch.available())
 SEPARATOR_METHODS = ("gnn", "metis", "spectral") + (("scotch",) if scotch.available() else ())
@@ -56,13 +63,20 @@ def timed(fn, *args, **kwargs):
     return out, time.perf_counter() - t0
 
 
-def run_graph(n: int, model) -> dict:
+def timed_rounds(calls: dict, rounds: int, reference: str = "metis") -> dict:
+    """Interleaved rounds over ``calls``: {name: {seconds (median), seconds_rounds, time_ratio_to_<reference>}}."""
+    times = interleaved(calls, rounds)
+    return {name: {"seconds": float(np.median(ts)), "seconds_rounds": ts,
+                   f"time_ratio_to_{reference}": ratio(ts, times[reference])} for name, ts in times.items()}
+
+
+def run_graph(n: int, model, rounds: int) -> dict:
     adj, _ = delaunay(n, seed=0)
+    calls = {method: functools.partial(order, adj, method, model=model if method == "nd-gnn" else None)
+             for method in METHODS}  # nd-rl: the shipped separator agent
     rows = {}
-    for method in METHODS:
-        m = model if method == "nd-gnn" else None  # nd-rl: the shipped separator agent
-        first = timed(order, adj, method, model=m)[1] if method in ("nd-gnn", "nd-rl") else None
-        perm, seconds = timed(order, adj, method, model=m)
+    for method, call in calls.items():
+        perm, first = timed(call)  # untimed: compiles nd-gnn's / nd-rl's new padded sizes
         symbolic, symbolic_s = timed(fill_in, adj, perm, engine="symbolic")
         if method == "natural" and n > SUPERLU_NATURAL_MAX:
             fill, engine, fill_s = symbolic, "symbolic", symbolic_s
@@ -70,15 +84,20 @@ def run_graph(n: int, model) -> dict:
             (fill, fill_s), engine = timed(fill_in, adj, perm), "superlu"
             if fill != symbolic:
                 raise RuntimeError(f"{method} n={n}: SuperLU {fill} != symbolic {symbolic}")
-        rows[method] = {"fill_in": fill, "engine": engine, "seconds": seconds, "fill_seconds": fill_s,
-                        "symbolic_seconds": symbolic_s, **({"seconds_first": first} if first is not None else {})}
-        print(f"  n={n:6d} {method:16s} fill {fill:>11,d} ({engine})  order {seconds:7.3f} s"
-              + (f" (first run {first:.1f} s)" if first is not None else ""), flush=True)
+        rows[method] = {"fill_in": fill, "engine": engine, "seconds_first": first, "fill_seconds": fill_s,
+                        "symbolic_seconds": symbolic_s}
+    for method, t in timed_rounds(calls, rounds).items():
+        rows[method].update(t)
+        r = rows[method]
+        print(f"  n={n:6d} {method:16s} fill {r['fill_in']:>11,d} ({r['engine']})  order {r['seconds']:7.3f} s "
+              f"({format_ratio(r['time_ratio_to_metis'])} METIS; first run {r['seconds_first']:.2f} s)", flush=True)
+    sep_calls = {method: functools.partial(separator, adj, method, model=model) for method in SEPARATOR_METHODS}
     seps = {}
-    for method in SEPARATOR_METHODS:
-        labels, seconds = timed(separator, adj, method, model=model)
-        sizes = np.bincount(labels, minlength=3)
-        seps[method] = {"A": int(sizes[0]), "B": int(sizes[1]), "S": int(sizes[2]), "seconds": seconds}
+    for method, call in sep_calls.items():
+        sizes = np.bincount(call(), minlength=3)
+        seps[method] = {"A": int(sizes[0]), "B": int(sizes[1]), "S": int(sizes[2])}
+    for method, t in timed_rounds(sep_calls, rounds).items():
+        seps[method].update(t)
     return {"n": n, "edges": adj.nnz // 2, "nnz_M": adj.nnz + n, "orderings": rows, "separators": seps}
 
 
@@ -91,6 +110,11 @@ def print_tables(graphs: list[dict]) -> None:
             r, metis = g["orderings"][method], g["orderings"]["metis"]["fill_in"]
             line += f" {r['fill_in']:>16,d} {r['fill_in'] / metis:8.2f} {r['seconds']:7.2f}"
         print(line)
+    print(f"\n{'ordering':16s}" + "".join(f" {'time / METIS n=' + format(g['n'], ','):>26s}" for g in graphs)
+          + "  (median of per-round ratios, min-max)")
+    for method in METHODS:
+        print(f"{method:16s}" + "".join(f" {format_ratio(g['orderings'][method]['time_ratio_to_metis']):>26s}"
+                                        for g in graphs))
     print(f"\n{'separator':10s}" + "".join(f" {'|S| n=' + format(g['n'], ','):>13s} {'|A|/|B|':>8s} {'s':>6s}"
                                          for g in graphs))
     for method in SEPARATOR_METHODS:
@@ -128,23 +152,23 @@ def run_rl(args) -> None:
 
     monitor = Monitor()
     agent = ActorCritic.load(args.agent, task="separator")
-    warm, _ = delaunay(2000, seed=99)
-    order(warm, "nd-rl", model=agent)
     ns = lambda x: np.sum(x == 2) * (1 / np.sum(x == 0) + 1 / np.sum(x == 1))  # noqa: E731
     rows = []
     for family, name, adj in rl_graphs(args.quick):
         p = pattern(adj)
         row = {"family": family, "graph": name, "n": int(p.shape[0])}
-        for method in ("metis", "mmd", "nd-metis-bisect"):
-            perm, sec = timed(order, p, method)
-            row[method] = fill_in(p, perm, engine="symbolic")
-            row[method + "_seconds"] = sec
+        stats = {leaf: {} for leaf in RL_LEAVES}
+        calls = {method: functools.partial(order, p, method) for method in ("metis", "mmd", "nd-metis-bisect")}
         for leaf in RL_LEAVES:
-            stats: dict = {}
-            perm, sec = timed(order, p, "nd-rl", model=agent, leaf_size=leaf, seconds=stats)
-            row[f"nd-rl/{leaf}"] = fill_in(p, perm, engine="symbolic")
-            row[f"nd-rl/{leaf}_seconds"] = sec
-            row[f"nd-rl/{leaf}_breakdown"] = stats
+            calls[f"nd-rl/{leaf}"] = fresh_breakdown(functools.partial(order, p, "nd-rl", model=agent, leaf_size=leaf),
+                                                     stats[leaf])
+        for key, call in calls.items():  # untimed: the fill, and nd-rl compiles new padded shapes
+            row[key] = fill_in(p, call(), engine="symbolic")
+        for key, t in timed_rounds(calls, args.rounds).items():
+            row[key + "_seconds"] = t["seconds"]
+            row[key + "_time_ratio_to_metis"] = t["time_ratio_to_metis"]
+        for leaf in RL_LEAVES:
+            row[f"nd-rl/{leaf}_breakdown"] = stats[leaf]  # of the last timed run
         ncomp, labels = components(p)
         big = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
         q = p[big][:, big]
@@ -164,10 +188,22 @@ def run_rl(args) -> None:
         fam = [r for r in rows if r["family"] == family]
         summary[family] = {k: float(np.median([r[k] / r["metis"] for r in fam])) for k in keys}
         summary[family]["ns_rl_over_cover"] = float(np.median([r["ns_rl"] / r["ns_metis_cover"] for r in fam]))
+        summary[family]["median_seconds"] = {k: float(np.median([r[k + "_seconds"] for r in fam]))
+                                             for k in ["metis"] + keys}
+        summary[family]["time_ratio_to_metis"] = {k: spread([r[k + "_time_ratio_to_metis"]["median"] for r in fam])
+                                                  for k in keys}
     print(f"\n{'family':18s}" + "".join(f"{k:>16s}" for k in keys) + f"{'NS rl/cover':>14s}  (median fill / METIS NodeND)")
     for family, sm in summary.items():
         print(f"{family:18s}" + "".join(f"{sm[k]:16.3f}" for k in keys) + f"{sm['ns_rl_over_cover']:14.3f}")
-    results = {"command": "python benchmarks/ordering.py --rl" + (" --quick" if args.quick else ""),
+    print(f"\n{'family':18s}{'METIS s':>10s}" + "".join(f"{k + ' s':>20s}{'x METIS':>22s}" for k in keys)
+          + "  (median seconds; time / METIS: median over graphs of per-graph median ratios, min-max over graphs)")
+    for family, sm in summary.items():
+        print(f"{family:18s}{sm['median_seconds']['metis']:10.4f}" + "".join(
+            f"{sm['median_seconds'][k]:20.4f}{format_ratio(sm['time_ratio_to_metis'][k]):>22s}" for k in keys))
+    results = {"command": "python benchmarks/ordering.py --rl" + (" --quick" if args.quick else "")
+               + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""),
+               "timing": f"one untimed run per ordering and graph (fill; compiles nd-rl's new padded shapes), then "
+                         f"{args.rounds} interleaved rounds",
                "agent": str(args.agent) if args.agent else "shipped", "rows": rows, "summary": summary}
     out = ROOT / "benchmarks" / "results" / "ordering_rl.json"
     write_results(out, results, monitor, allow_load=args.allow_load, speed=False)
@@ -181,23 +217,29 @@ def run_rl_large(args) -> None:
     for n, seeds in ((100_000, (2, 1)), (50_000, (0, 1, 2))):
         for seed in seeds:
             adj = delaunay(n, seed=seed)[0]
-            first = timed(order, adj, "nd-rl")[1]  # compiles the padded shapes this graph meets first
-            pm, tm = timed(order, adj, "metis")
             stats: dict = {}
-            pr, tr = timed(order, adj, "nd-rl", seconds=stats)
-            tm2 = timed(order, adj, "metis")[1]
-            pd, td = timed(order, adj, "mmd")
-            fm = fill_in(adj, pm, engine="symbolic")
-            row = {"n": n, "seed": seed, "metis": fm, "metis_seconds": [tm, tm2], "nd_rl_first_call_seconds": first,
-                   "nd_rl_seconds": tr, "nd_rl_fill_ratio": fill_in(adj, pr, engine="symbolic") / fm,
-                   "mmd_fill_ratio": fill_in(adj, pd, engine="symbolic") / fm, "mmd_seconds": td,
-                   "time_ratio": tr / min(tm, tm2), "breakdown": stats}
+            calls = {"nd-rl": fresh_breakdown(functools.partial(order, adj, "nd-rl"), stats),
+                     "metis": functools.partial(order, adj, "metis"), "mmd": functools.partial(order, adj, "mmd")}
+            perms, firsts = {}, {}
+            for key, call in calls.items():  # untimed: nd-rl compiles the padded shapes this graph meets first
+                perms[key], firsts[key] = timed(call)
+            t = timed_rounds(calls, args.rounds)
+            fm = fill_in(adj, perms["metis"], engine="symbolic")
+            row = {"n": n, "seed": seed, "metis": fm, "metis_seconds": t["metis"]["seconds"],
+                   "nd_rl_first_call_seconds": firsts["nd-rl"], "nd_rl_seconds": t["nd-rl"]["seconds"],
+                   "nd_rl_fill_ratio": fill_in(adj, perms["nd-rl"], engine="symbolic") / fm,
+                   "mmd_fill_ratio": fill_in(adj, perms["mmd"], engine="symbolic") / fm,
+                   "mmd_seconds": t["mmd"]["seconds"], "time_ratio": t["nd-rl"]["time_ratio_to_metis"],
+                   "mmd_time_ratio": t["mmd"]["time_ratio_to_metis"], "seconds_rounds": {k: v["seconds_rounds"]
+                                                                                         for k, v in t.items()},
+                   "breakdown": stats}
             rows.append(row)
             print(f"  delaunay n={n} seed={seed}: nd-rl {row['nd_rl_fill_ratio']:.4f}x METIS fill, "
-                  f"{tr:.2f} s ({row['time_ratio']:.1f}x METIS {min(tm, tm2):.3f} s; first call {first:.1f} s); "
-                  f"mmd {row['mmd_fill_ratio']:.4f}x", flush=True)
+                  f"{row['nd_rl_seconds']:.2f} s ({format_ratio(row['time_ratio'])} METIS {row['metis_seconds']:.3f} s; "
+                  f"first call {firsts['nd-rl']:.1f} s); mmd {row['mmd_fill_ratio']:.4f}x", flush=True)
     out = ROOT / "benchmarks" / "results" / "ordering_rl_large.json"
-    write_results(out, {"command": "python benchmarks/ordering.py --rl-large", "rows": rows}, monitor,
+    command = "python benchmarks/ordering.py --rl-large" + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else "")
+    write_results(out, {"command": command, "rows": rows}, monitor,
                   allow_load=args.allow_load, speed=True)
     print(f"wrote {out}")
 
@@ -210,6 +252,7 @@ def main() -> None:
     ap.add_argument("--agent", type=Path, default=None, help="RL separator agent weights (default: shipped)")
     ap.add_argument("--weights", type=Path, default=None, help="GNN weights (default: shipped)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "ordering.json")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved timing rounds per graph (default {ROUNDS})")
     add_arguments(ap)
     args = ap.parse_args()
     if args.rl:
@@ -223,14 +266,16 @@ def main() -> None:
     for method in METHODS:
         fill_in(warm, order(warm, method, model=model if method == "nd-gnn" else None), engine="symbolic")
     print(f"warm-up {time.perf_counter() - t0:.1f} s", flush=True)
-    graphs = [run_graph(n, model) for n in (SIZES[:1] if args.quick else SIZES)]
+    graphs = [run_graph(n, model, args.rounds) for n in (SIZES[:1] if args.quick else SIZES)]
     print_tables(graphs)
     results = {
-        "command": "python benchmarks/ordering.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/ordering.py" + (" --quick" if args.quick else "")
+                   + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""),
         "machine": f"{platform.processor() or platform.machine()}, shared 2-core CPU",
         "weights": str(args.weights) if args.weights else "shipped",
         "graphs": "Delaunay, unit square, seed 0",
-        "timing": "one run after a warm-up on n = 1,000; nd-gnn: one extra run on the same graph first",
+        "timing": f"after a warm-up on n = 1,000: one untimed run per ordering and graph (fill; compiles nd-gnn/nd-rl), "
+                  f"then {args.rounds} interleaved rounds; seconds = median, time_ratio_to_metis = per-round ratios",
         "spec_reference_n3000": SPEC_N3000,
         "results": graphs,
         "total_seconds": time.perf_counter() - t0,

@@ -5,28 +5,36 @@ the unit square and half in [0,5]×[0,1]; plus n = 1e5 and 1e6 in the unit squar
 runtime. Rows: gnn network alone (argmax), gnn + sweep, gnn + sweep + boundary passes
 (fm), METIS (pymetis defaults), spectral (Fiedler vector of L_rw by ARPACK shift-invert up to
 n = 2e5, plain LOBPCG above — the issue's scipy baseline — and by AMG-preconditioned LOBPCG, + sweep
-at minimum NC), Scotch (default strategy) when its library is installed. Runtime is best of 2 runs (the first includes
-one-time compilation); on the large graphs best of 3 runs after the GNN's compiling run, except runs over
-20 s (plain LOBPCG at 1e6), which run once. Prints a table,
-writes benchmarks/results/partitioning.json and docs/img/graphs_time_vs_n.png.
+at minimum NC), Scotch (default strategy) when its library is installed.
+
+Timing follows benchmarks/_protocol.py: on each graph every row runs once untimed (the
+GNN compiles new padded sizes there; the partition it returns gives the quality numbers,
+every row being deterministic), then ``--rounds`` interleaved rounds time every row once
+each, in rotating order. A row's time is its median over the rounds, its speed against
+METIS the median of the per-round ratios (row / METIS) with their min–max. A row whose
+untimed run took over ``SLOW_S`` seconds (plain LOBPCG at 1e6) is not repeated: its time is
+that one run. Prints a table, writes benchmarks/results/partitioning.json (only on an idle
+machine, or with --allow-load, marked "loaded") and docs/img/graphs_time_vs_n.png.
 
     python benchmarks/partitioning.py                # full run
     python benchmarks/partitioning.py --quick        # 10 graphs, n = 1e5 only
     python benchmarks/partitioning.py --large-only   # re-run n = 1e5 and 1e6, keep the test set of the JSON
     python benchmarks/partitioning.py --rl           # paper B: RL refinement vs METIS on graph families
 
-``--rl`` (quality, not speed; writes benchmarks/results/partitioning_rl.json): normalized cut
+``--rl`` (quality first; writes benchmarks/results/partitioning_rl.json): normalized cut
 of METIS (pymetis k-way bisection), ``rl`` (METIS on the coarsest graph of a heavy-edge
 hierarchy, then greedy RL refinement with rollback at every level), ``metis+rl`` (RL
 refinement of METIS's own bisection) and ``gnn+rl`` (of the GNN + sweep bisection) on
 the REPORT half of the Delaunay test set (odd positions; the even half is the tuning half,
 used while choosing the agent's settings) and on other families: 2D and 3D grids, Delaunay
-meshes with holes, random geometric graphs.
+meshes with holes, random geometric graphs. Times as above: one untimed run per row and
+graph (compiles new padded shapes), then interleaved rounds with METIS.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import time
@@ -38,7 +46,7 @@ from jaxsafe.graphs import scotch
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector
 from jaxsafe.graphs.partition import bisect, evaluate
-from _protocol import Monitor, add_arguments, write_results
+from _protocol import Monitor, add_arguments, format_ratio, fresh_breakdown, interleaved, ratio, spread, write_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECTRAL = "spectral (scipy eigsh/lobpcg + sweep)"  # the issue's baseline: the faster scipy solver by size
@@ -55,24 +63,40 @@ def solver_for(name: str, n: int) -> str:
     return "arpack" if n <= 200_000 else "lobpcg"
 
 
-def run_once(adj, method, refine, model, solver):
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    parts = bisect(adj, method, refine=refine or "sweep", model=model, seconds=seconds, solver=solver)
-    return parts, time.perf_counter() - t0, seconds
+ROUNDS = 3
+SLOW_S = 20.0  # a row whose untimed run takes longer is not repeated (plain LOBPCG at 1e6: ~100 s)
 
 
-def measure(adj, method, refine, model, solver="auto", repeats=2, repeat_below=None):
-    """Best of ``repeats`` runs; with ``repeat_below`` (s), runs that take longer are not repeated."""
-    best = None
-    for i in range(repeats):
-        parts, sec, breakdown = run_once(adj, method, refine, model, solver)
-        if best is None or sec < best[1]:
-            best = (parts, sec, breakdown)
-        if repeat_below is not None and sec > repeat_below and (method != "gnn" or i > 0):
-            break
-    parts, sec, breakdown = best
-    return {**evaluate(adj, parts), "seconds": sec, "breakdown": breakdown}
+def compare(adj, n: int, model, rounds: int) -> dict:
+    """Quality and interleaved timing of every row of ``ROWS`` on one graph (see the module docstring).
+
+    Returns {row: evaluate(...) + seconds (median over rounds), seconds_rounds,
+    first_seconds (the untimed run), breakdown (of the last run), time_ratio_to_metis
+    (spread of the per-round ratios row / METIS)}.
+    """
+    out, sides, breakdowns = {}, {}, {}
+    for name, method, refine in ROWS:
+        solver = solver_for(name, n)
+        breakdowns[name] = {}
+        call = fresh_breakdown(functools.partial(bisect, adj, method, refine=refine or "sweep", model=model,
+                                                 solver=solver), breakdowns[name])
+        t0 = time.perf_counter()
+        parts = call()
+        first = time.perf_counter() - t0
+        out[name] = {**evaluate(adj, parts), "first_seconds": first}
+        if first > SLOW_S and method != "gnn":  # the GNN's first run includes compiling
+            out[name].update(seconds=first, seconds_rounds=[first])
+        else:
+            sides[name] = call
+    times = interleaved(sides, rounds)
+    for name, ts in times.items():
+        out[name].update(seconds=float(np.median(ts)), seconds_rounds=ts)
+    for name, r in out.items():
+        r["breakdown"] = breakdowns[name]
+        metis = times["metis"]
+        r["time_ratio_to_metis"] = (ratio(times[name], metis) if name in times
+                                    else spread([r["seconds"] / float(np.median(metis))]))
+    return out
 
 
 RL_ROWS = (("rl", "metis"), ("metis+rl", "metis-fine"), ("gnn+rl", "gnn"))
@@ -108,28 +132,43 @@ def run_rl(args, model) -> None:
         if ncomp > 1:  # the largest component (refinement compares connected bisections)
             big = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
             adj = adj[big][:, big]
-        metis = measure(adj, "metis", None, model, repeats=1)
-        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": metis["normalized_cut"],
-               "metis_seconds": metis["seconds"]}
+        calls = {"metis": functools.partial(bisect, adj, "metis")}
         for label, start in RL_ROWS:
-            t0 = time.perf_counter()
-            seconds: dict = {}
-            r = evaluate(adj, rl_bisect(adj, agent, start=start, gnn_model=model, seconds=seconds))
-            row[label] = r["normalized_cut"]
-            row[label + "_balance"] = r["balance"]
-            row[label + "_seconds"] = time.perf_counter() - t0
+            calls[label] = functools.partial(rl_bisect, adj, agent, start=start, gnn_model=model)
+        quality = {label: evaluate(adj, call()) for label, call in calls.items()}  # untimed: compiles new shapes
+        times = interleaved(calls, args.rounds)
+        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": quality["metis"]["normalized_cut"],
+               "metis_seconds": float(np.median(times["metis"]))}
+        for label, _ in RL_ROWS:
+            row[label] = quality[label]["normalized_cut"]
+            row[label + "_balance"] = quality[label]["balance"]
+            row[label + "_seconds"] = float(np.median(times[label]))
+            row[label + "_time_ratio_to_metis"] = ratio(times[label], times["metis"])
         rows.append(row)
         print(f"  {family:17s} {name:14s} n={row['n']:6d} METIS {row['metis']:.5f} " +
-              " ".join(f"{k} {row[k] / row['metis']:.3f}" for k, _ in RL_ROWS), flush=True)
+              " ".join(f"{k} {row[k] / row['metis']:.3f}" for k, _ in RL_ROWS) + "  time/METIS " +
+              " ".join(format_ratio(row[k + "_time_ratio_to_metis"]) for k, _ in RL_ROWS), flush=True)
     summary = {}
     for family in dict.fromkeys(r["family"] for r in rows):
         fam = [r for r in rows if r["family"] == family]
         summary[family] = {k: float(np.median([r[k] / r["metis"] for r in fam])) for k, _ in RL_ROWS}
         summary[family]["graphs"] = len(fam)
+        summary[family]["median_seconds"] = {k: float(np.median([r[k + "_seconds"] for r in fam]))
+                                             for k in ["metis"] + [k for k, _ in RL_ROWS]}
+        summary[family]["time_ratio_to_metis"] = {k: spread([r[k + "_time_ratio_to_metis"]["median"] for r in fam])
+                                                  for k, _ in RL_ROWS}
     print(f"\n{'family':18s}" + "".join(f"{k + ' / METIS':>18s}" for k, _ in RL_ROWS) + "  (median NC ratio)")
     for family, s in summary.items():
         print(f"{family:18s}" + "".join(f"{s[k]:18.3f}" for k, _ in RL_ROWS) + f"  ({s['graphs']} graphs)")
-    results = {"command": "python benchmarks/partitioning.py --rl" + (" --quick" if args.quick else ""),
+    print(f"\n{'family':18s}{'METIS s':>10s}" + "".join(f"{k + ' s':>12s}{'x METIS':>22s}" for k, _ in RL_ROWS)
+          + "  (median seconds; time / METIS: median over graphs of the per-graph median ratio, min-max over graphs)")
+    for family, s in summary.items():
+        print(f"{family:18s}{s['median_seconds']['metis']:10.4f}" + "".join(
+            f"{s['median_seconds'][k]:12.4f}{format_ratio(s['time_ratio_to_metis'][k]):>22s}" for k, _ in RL_ROWS))
+    results = {"command": "python benchmarks/partitioning.py --rl" + (" --quick" if args.quick else "")
+               + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""),
+               "timing": f"one untimed run per row and graph (compiles new padded shapes; gives the partition), "
+                         f"then {args.rounds} interleaved rounds of METIS and the RL rows",
                "agent": str(args.agent) if args.agent else "shipped", "rows": rows, "summary": summary}
     out = ROOT / "benchmarks" / "results" / "partitioning_rl.json"
     write_results(out, results, monitor, allow_load=args.allow_load, speed=False)
@@ -145,6 +184,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "partitioning.json")
     ap.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "graphs_time_vs_n.png")
     ap.add_argument("--large-only", action="store_true", help="only the large graphs; keep the test set of --out")
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help=f"interleaved timing rounds per graph (default {ROUNDS})")
     add_arguments(ap)
     args = ap.parse_args()
     monitor = Monitor()
@@ -153,7 +193,7 @@ def main() -> None:
         return run_rl(args, model)
     if args.large_only:
         previous = json.loads(args.out.read_text())
-        large = run_large([100_000, 1_000_000], model)
+        large = run_large([100_000, 1_000_000], model, args.rounds)
         previous["large"] = {str(n): rows for n, rows in large.items()}
         previous["large_command"] = "python benchmarks/partitioning.py --large-only"
         print_large(large)
@@ -168,8 +208,8 @@ def main() -> None:
     per_graph = {name: [] for name, _, _ in ROWS}
     for n, width, seed in test_set:
         adj, _ = delaunay(n, width, 1.0, seed=seed)
-        for name, method, refine in ROWS:
-            per_graph[name].append({"width": width, **measure(adj, method, refine, model, solver_for(name, n))})
+        for name, r in compare(adj, n, model, args.rounds).items():
+            per_graph[name].append({"width": width, **r})
         print(f"n={n:6d} [0,{width:g}]x[0,1]  " + "  ".join(
             f"{name.split(' (')[0]}={per_graph[name][-1]['normalized_cut']:.4f}" for name, _, _ in ROWS), flush=True)
 
@@ -184,22 +224,29 @@ def main() -> None:
             "median_balance": float(np.median([r["balance"] for r in rs])),
             "median_cut": float(np.median([r["cut"] for r in rs])),
             "median_seconds": float(np.median([r["seconds"] for r in rs])),
+            # per graph the median of the per-round ratios; here their spread over the graphs
+            "time_ratio_to_metis": spread([r["time_ratio_to_metis"]["median"] for r in rs]),
         }
 
-    large = run_large([100_000] if args.quick else [100_000, 1_000_000], model)
+    large = run_large([100_000] if args.quick else [100_000, 1_000_000], model, args.rounds)
 
     print(f"\nTest set: {len(test_set)} Delaunay graphs, n {sizes[0]}..{sizes[-1]}, unit square and [0,5]x[0,1]")
-    print(f"{'method':36s} {'median NC':>10s} {'NC/METIS':>9s} {'balance':>8s} {'cut':>7s} {'seconds':>9s}")
+    print(f"{'method':36s} {'median NC':>10s} {'NC/METIS':>9s} {'balance':>8s} {'cut':>7s} {'seconds':>9s} "
+          f"{'time / METIS (min-max over graphs)':>36s}")
     for name, s in summary.items():
         print(f"{name:36s} {s['median_normalized_cut']:10.4f} {s['median_nc_ratio_to_metis']:9.3f} "
-              f"{s['median_balance']:8.3f} {s['median_cut']:7.1f} {s['median_seconds']:9.4f}")
+              f"{s['median_balance']:8.3f} {s['median_cut']:7.1f} {s['median_seconds']:9.4f} "
+              f"{format_ratio(s['time_ratio_to_metis']):>36s}")
     print_large(large)
 
     results = {
-        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/partitioning.py" + (" --quick" if args.quick else "")
+                   + (f" --rounds {args.rounds}" if args.rounds != ROUNDS else ""),
         "machine": f"{platform.processor() or platform.machine()}, shared 2-core CPU",
         "weights": str(args.weights) if args.weights else "shipped",
-        "runtime": "test set: best of 2 runs (excludes one-time compilation); n>=1e5: best of 3 (gnn: after a compiling run), runs over 20 s once",
+        "runtime": f"per graph: one untimed run per row (compiles; gives the partition), then {args.rounds} interleaved "
+                   f"rounds; seconds = median over rounds; time_ratio_to_metis = spread of per-round ratios (large "
+                   f"graphs) or of the per-graph medians (test set); rows over {SLOW_S:g} s untimed run once",
         "test_set_summary": summary,
         "test_set": {"sizes": sizes.tolist(), "widths": [1.0, 5.0], "per_graph": per_graph},
         "large": {str(n): rows for n, rows in large.items()},
@@ -215,19 +262,16 @@ def make_test_set(quick: bool = False):
     return sizes, [(int(n), w, 1000 * i + j) for j, w in enumerate((1.0, 5.0)) for i, n in enumerate(sizes)]
 
 
-def run_large(sizes, model) -> dict:
-    """Bisect Delaunay graphs of the given sizes (unit square) with every method (timing: see module docstring)."""
+def run_large(sizes, model, rounds: int) -> dict:
+    """Bisect Delaunay graphs of the given sizes (unit square) with every row (timing: see module docstring)."""
     large = {}
     for n in sizes:
         t0 = time.perf_counter()
         adj, _ = delaunay(n, seed=n)
         print(f"generated n={n} in {time.perf_counter() - t0:.1f} s", flush=True)
-        large[n] = {}
-        for name, method, refine in ROWS:
-            large[n][name] = measure(adj, method, refine, model, solver_for(name, n), repeats=4 if method == "gnn" else 3,
-                                     repeat_below=20.0)
-            r = large[n][name]
-            print(f"  {name:28s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
+        large[n] = compare(adj, n, model, rounds)
+        for name, r in large[n].items():
+            print(f"  {name:36s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
                   f"{ {k: round(v, 3) for k, v in r['breakdown'].items()} }", flush=True)
     return large
 
@@ -235,12 +279,11 @@ def run_large(sizes, model) -> dict:
 def print_large(large) -> None:
     for n, rows in large.items():
         spectral_s, amg_s = rows[SPECTRAL]["seconds"], rows[SPECTRAL_AMG]["seconds"]
-        metis_s = rows["metis"]["seconds"]
-        print(f"\nn = {n:,}")
+        print(f"\nn = {n:,} (median seconds over rounds; x METIS: median of per-round ratios, min-max)")
         for name, r in rows.items():
             print(f"{name:36s} NC {r['normalized_cut']:.5f}  balance {r['balance']:.3f}  {r['seconds']:8.3f} s  "
                   f"spectral/this {spectral_s / r['seconds']:6.1f}x  amg/this {amg_s / r['seconds']:5.1f}x  "
-                  f"this/metis {r['seconds'] / metis_s:6.2f}x")
+                  f"this/metis {format_ratio(r['time_ratio_to_metis'])}")
 
 
 def plot(per_graph, test_set, large, path: Path) -> None:
@@ -259,7 +302,7 @@ def plot(per_graph, test_set, large, path: Path) -> None:
         order = np.argsort(xs, kind="stable")
         ax.loglog(np.array(xs)[order], np.array(ys)[order], "o-", ms=3, lw=1, label=name)
     ax.set_xlabel("vertices n (Delaunay)")
-    ax.set_ylabel("bisection time, s (best of 2-3 runs)")
+    ax.set_ylabel("bisection time, s (median of interleaved rounds)")
     ax.set_title("Runtime vs n on 2 shared CPU cores")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
