@@ -51,6 +51,18 @@ class _FakeMonitor:
         return dict(self.record)
 
 
+def test_fresh_breakdown_keeps_the_last_calls_times():
+    """The library's seconds= dicts accumulate; in interleaved rounds each call starts from an empty one."""
+    def work(seconds):
+        seconds["step"] = seconds.get("step", 0.0) + 1.0
+        return "done"
+
+    breakdown = {}
+    call = protocol.fresh_breakdown(work, breakdown)
+    assert call() == "done" and call() == "done"
+    assert breakdown == {"step": 1.0}
+
+
 def test_loaded_run_refuses_unless_allowed_and_then_is_marked(tmp_path):
     written = {}
     writer = written.__setitem__
