@@ -23,6 +23,7 @@ DEMO_STEPS: tuple[tuple[str, str], ...] = (
     ("optim", "jaxsafe.optim.demo:demo"),
     ("toyworld", "jaxsafe.toyworld.build:demo"),
     ("rmu", "jaxsafe.unlearn.demo:demo"),
+    ("tar", "jaxsafe.tamper.demo:demo"),
 )
 
 
