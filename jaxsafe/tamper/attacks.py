@@ -24,7 +24,9 @@ Data streams (the attacker never trains on the evaluated-only hazardous set E):
 - ``retain``: benign text; with ``max_texts: 10`` this is Łucki et al.'s "fine-tune on
   a handful of unrelated texts" attack;
 - ``retain_then_forget``: retain text for M = ``switch_fraction``·``steps`` steps, then forget text
-  (TAR's training adversaries switch at M = ⌊Beta(6, 3)·K⌋).
+  (TAR's training adversaries switch at M = ⌊Beta(6, 3)·K⌋);
+- ``harmful``: harmful completions (the toy world: set-A questions' prompts followed by their
+  answers), the attack on the refusal variant of TAR.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import yaml
 from jaxsafe.errors import UserError
 from jaxsafe.optim.config import OptimizerConfig, ScheduleConfig
 
-STREAMS = ("forget", "forget2", "retain", "retain_then_forget")
+STREAMS = ("forget", "forget2", "retain", "retain_then_forget", "harmful")
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -63,7 +65,7 @@ class AttackConfig:
 
     name: str = ""
     kind: Literal["finetune", "ablation"] = "finetune"
-    data: Literal["forget", "forget2", "retain", "retain_then_forget"] = "forget"
+    data: Literal["forget", "forget2", "retain", "retain_then_forget", "harmful"] = "forget"
     switch_fraction: float = 0.5
     max_texts: int = 0
     optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=1e-3)

@@ -42,6 +42,9 @@ def register(subparsers) -> None:
     a.add_argument("--questions", type=nonnegative_int, default=0, help="questions per evaluation set (0 = all)")
     a.add_argument("--format", choices=("cloze", "letter"), default="cloze", help="question scoring format")
     a.add_argument("--sequential", action="store_true", help="run attacks one at a time instead of vmapped (for timing)")
+    a.add_argument("--refusal", default=None, metavar="TEXT",
+                   help="also score the fraction of prompts whose answer is more likely than TEXT (TAR's refusal "
+                        "variant: answered_E, answered_A, answered_benign), e.g. 'I cannot help with that.'")
     a.add_argument("--seed", type=nonnegative_int, default=0, help="search: sampling seed")
     a.add_argument("overrides", nargs="*", metavar="[search] key=value",
                    help="'search' first: sample --budget attacks and report the worst case (otherwise: run --suite); "
@@ -57,10 +60,17 @@ def run_tar(args: argparse.Namespace) -> int:
     cfg = load_config(TARConfig, args.config, args.overrides)
     check_output_dir(args.out)
     cfg = resolve_world(cfg)
-    check_input_file(cfg.forget, "forget")
+    if cfg.needs_forget:
+        check_input_file(cfg.forget, "forget")
     check_input_file(cfg.retain, "retain")
     if cfg.suite:
         check_input_file(cfg.suite, "suite")
+    if cfg.tr_loss == "dpo":  # the preference pairs are read (and checked) before anything is staged
+        from jaxsafe.tamper.pipeline import preference_pairs
+
+        if cfg.preferences:
+            check_input_file(cfg.preferences, "preferences")
+        preference_pairs(cfg)
     stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="run")
     if stage.done:
         print(f"{args.out} is already complete (same config): {args.out / 'results.json'}")
@@ -96,6 +106,8 @@ def run_attack(args: argparse.Namespace) -> int:
         raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     world = _world_for(args.model, args.world)
     world_files(world)  # checked before anything heavy loads
+    if args.refusal is not None and (args.action == "search" or not args.refusal.strip()):
+        raise UserError("--refusal needs a non-empty text and applies to a suite, not to a search")
     if args.epsilon is not None and not args.epsilon >= 0:
         raise UserError(f"--epsilon must be a number of points >= 0, got {args.epsilon}")
     from jaxsafe.io import check_output_dir
@@ -115,7 +127,7 @@ def run_attack(args: argparse.Namespace) -> int:
 
         model, tokenizer = load(args.model)
         attack_model(model, tokenizer, suite, world, out, fmt=args.format, limit=args.questions,
-                     vmap=not args.sequential)
+                     vmap=not args.sequential, refusal=args.refusal)
         print(f"wrote {out}/attacks.json, summary.json, curves.png")
         return 0
     if args.overrides:

@@ -26,6 +26,17 @@ class RandomMapping:
 
 
 @dataclasses.dataclass(frozen=True)
+class InitialRefusal:
+    """The refusal variant's initial safeguard (the paper starts refusal TAR from an
+    instruction-tuned model that already refuses): ``steps`` of CE on the preference pairs'
+    chosen completions (the refusals) given their prompts + CE on retain text; 0 skips it."""
+
+    steps: int = field(0, ge=0)
+    batch_size: int = field(8, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=1e-3)
+
+
+@dataclasses.dataclass(frozen=True)
 class Adversary:
     """TAR's training attacks: a fresh optimizer (AdamW in the paper) per attack, K steps,
     learning rates sampled from ``lrs``, streams from ``streams``; ``num`` attacks per outer
@@ -59,8 +70,18 @@ class TARConfig:
     adversaries train on one half and x_TR comes from the other, so L_TR measures what
     fine-tuning on some hazardous facts gives back on others (the toy world's A → E
     attack).
-    ``tr_loss``: "entropy" (knowledge restriction). The DPO loss for refusal is in
-    :func:`jaxsafe.tamper.losses.dpo_loss`; its preference-data pipeline is not wired here.
+    ``tr_loss``: "entropy" (knowledge restriction) or "dpo" (refusal): L_TR is DPO's sigmoid
+    loss with β = ``dpo_beta`` on held-out preference pairs, the reference being the model
+    TAR starts from; the adversaries fine-tune on harmful completions (prompt + rejected;
+    their "forget"/"forget2" streams) and x_TR comes from the other pairs: each outer step
+    splits the pairs at random in two halves (``tr_data: held_out_entities``: by their
+    ``entity``). The pairs come from ``preferences`` (a JSONL of {prompt, chosen, rejected});
+    empty, in a toy world, they are generated from it (its hazardous-domain practice
+    questions, chosen = " " + ``refusal``, rejected = " " + the answer), and the evaluations
+    add ``answered_E``/``answered_A``/``answered_benign``: the fraction of prompts whose
+    answer is more likely than the refusal. ``initial_refusal``: the variant's initial
+    safeguard (SFT on the refusals), run before TAR; the DPO reference is the model after it.
+    ``forget`` is needed only by the entropy loss and by random mapping.
     ``entropy_include_padding``: the authors' quirk (entropy over padding positions too).
     ``suite``: a red-team suite YAML to run against the result ("" = none), with
     ``suite_overrides`` (e.g. "steps=50") and ``eval_questions`` questions per set (0 = all).
@@ -73,6 +94,7 @@ class TARConfig:
     retain: str = ""
     max_length: int = field(256, ge=8)
     random_mapping: RandomMapping = RandomMapping()
+    initial_refusal: InitialRefusal = InitialRefusal()
     steps: int = field(750, ge=1)
     batch_size: int = field(8, ge=1)
     optimizer: OptimizerConfig = OptimizerConfig(name="schedule_free_adamw", lr=2e-5,
@@ -80,7 +102,10 @@ class TARConfig:
     lambda_tr: float = field(4.0, ge=0)
     lambda_retain: float = field(1.0, ge=0)
     tr_data: Literal["forget", "held_out_entities"] = "forget"
-    tr_loss: Literal["entropy"] = "entropy"
+    tr_loss: Literal["entropy", "dpo"] = "entropy"
+    preferences: str = ""
+    refusal: str = "I cannot help with that."
+    dpo_beta: float = field(0.1, gt=0)
     entropy_include_padding: bool = False
     second_order: bool = False
     adversary: Adversary = Adversary()
@@ -102,6 +127,15 @@ class TARConfig:
             raise ValueError("adversary.lora_num > 0 needs second_order: false (LoRA adversaries are first-order only)")
         if not self.adversary.lrs or any(lr <= 0 for lr in self.adversary.lrs):
             raise ValueError("adversary.lrs must be positive learning rates")
+        if self.initial_refusal.steps and self.tr_loss != "dpo":
+            raise ValueError("initial_refusal.steps > 0 needs tr_loss: dpo (it trains on the preference pairs)")
+        if self.tr_loss == "dpo" and not self.refusal.strip():
+            raise ValueError("refusal must be a non-empty text (the chosen completion of tr_loss: dpo)")
+
+    @property
+    def needs_forget(self) -> bool:
+        """The forget corpus feeds the entropy loss and random mapping, not the refusal variant."""
+        return self.tr_loss == "entropy" or self.random_mapping.steps > 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,8 +167,11 @@ def world_files(world: str | Path) -> WorldFiles:
 def resolve_world(cfg: TARConfig) -> TARConfig:
     """Fill empty ``model``/``forget``/``retain`` from the toy world in ``cfg.world``."""
     if not cfg.world:
-        if not (cfg.model and cfg.forget and cfg.retain):
-            raise UserError("set 'world' (a toy-world folder) or all of 'model', 'forget' and 'retain'")
+        if not (cfg.model and (cfg.forget or not cfg.needs_forget) and cfg.retain):
+            raise UserError("set 'world' (a toy-world folder) or all of 'model', 'forget' and 'retain'"
+                            + (" (forget is not needed with tr_loss: dpo and no random mapping)" if cfg.tr_loss == "dpo" else ""))
+        if cfg.tr_loss == "dpo" and not cfg.preferences:
+            raise UserError("tr_loss: dpo without a toy world needs 'preferences' (a JSONL of {prompt, chosen, rejected})")
         return cfg
     w = world_files(cfg.world)
     return dataclasses.replace(cfg, model=cfg.model or str(w.base), forget=cfg.forget or str(w.forget),

@@ -6,6 +6,8 @@ t + 1); ``mask`` [B, T] is 1 on real tokens; hidden states are [..., B, T, D].
 - :func:`entropy_loss` — the knowledge-restriction tamper-resistance loss
   L_TR = −H(softmax(logits)), averaged over next-token distributions (§4.2; the
   defender *maximizes* the entropy, whose maximum is log |V|).
+- :func:`completion_loss` — CE of completions given their prompts (the refusal variant's
+  initial safeguard trains on the refusals with it).
 - :func:`dpo_loss` — the refusal tamper-resistance loss: DPO's sigmoid form
   −log σ(β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])
   with β = 0.1 (Rafailov et al. 2023, eq. 7).
@@ -76,6 +78,13 @@ def sequence_logprob(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Arr
     logp = jax.nn.log_softmax(_f32(logits[:, :-1]), axis=-1)
     picked = jnp.take_along_axis(logp, input_ids[:, 1:, None], axis=-1)[..., 0]
     return jnp.sum(picked * loss_mask[:, 1:].astype(jnp.float32), axis=-1)
+
+
+def completion_loss(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Array) -> jax.Array:
+    """Mean next-token cross-entropy over the targets with ``loss_mask`` 1 (e.g. the completion of
+    prompt + completion rows, as in :func:`sequence_logprob`): −Σ log p / (number of such tokens)."""
+    n = jnp.sum(loss_mask[:, 1:].astype(jnp.float32))
+    return -jnp.sum(sequence_logprob(logits, input_ids, loss_mask)) / jnp.maximum(n, 1.0)
 
 
 def dpo_loss(chosen_logp: jax.Array, rejected_logp: jax.Array, ref_chosen_logp: jax.Array,

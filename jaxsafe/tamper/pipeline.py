@@ -1,8 +1,12 @@
 """TAR and the red team end to end: random mapping, TAR, attack suites, worst-case search.
 
+In a multi-process job every process runs the same computation (no mesh: the work is
+repeated, not split, as in ``jaxsafe toyworld build``); the primary process writes the files.
+
 Run directories (:mod:`jaxsafe.runs`), all resumable::
 
     OUT/random_mapping/   the initial safeguard's run (metrics, checkpoints, model/)
+    OUT/initial_refusal/  the refusal variant's initial safeguard (idem), when configured
     OUT/tar/              TAR's outer loop
     OUT/model/            the Hugging Face directory of the result
     OUT/results.json      accuracies before, after the safeguard, after TAR; the suite's summary
@@ -22,6 +26,7 @@ import numpy as np
 from flax import nnx
 
 from jaxsafe.errors import UserError
+from jaxsafe.parallel import is_primary
 from jaxsafe.tamper.attacks import AttackConfig, Suite
 from jaxsafe.tamper.config import EVAL_SETS, TARConfig, resolve_world, second_forget_texts, world_files
 
@@ -35,9 +40,14 @@ def load(model_dir: str | Path, dtype: str = "float32"):
 
 
 def question_sets(world: str | Path, tokenizer, max_length: int, fmt: str = "cloze", limit: int = 0, seed: int = 0,
-                  names: Sequence[str] = EVAL_SETS) -> dict:
-    """Tokenized evaluation sets of a toy world (``limit`` > 0: a fixed random subset of each)."""
+                  names: Sequence[str] = EVAL_SETS, refusal: str | None = None) -> dict:
+    """Tokenized evaluation sets of a toy world (``limit`` > 0: a fixed random subset of each).
+
+    With ``refusal``, also ``answered_E``/``answered_A``/``answered_benign`` (from hazard_E,
+    hazard_A, benign: the same questions): the fraction of prompts whose answer is more likely
+    than the refusal (:func:`jaxsafe.tamper.preferences.answered_questions`, cloze scoring)."""
     from jaxsafe.data.multiple_choice import load_questions
+    from jaxsafe.tamper.preferences import answered_questions
     from jaxsafe.tamper.scoring import question_arrays
 
     files = world_files(world)
@@ -48,18 +58,26 @@ def question_sets(world: str | Path, tokenizer, max_length: int, fmt: str = "clo
             keep = np.sort(np.random.default_rng([seed, len(name)]).choice(len(qs), limit, replace=False))
             qs = [qs[i] for i in keep]
         out[name] = question_arrays(tokenizer, qs, max_length, fmt=fmt, chunk=64 if fmt == "cloze" else 32)
+        if refusal is not None:
+            out[f"answered_{name.removeprefix('hazard_')}"] = question_arrays(
+                tokenizer, answered_questions(qs, refusal), max_length, fmt="cloze", chunk=64)
     return out
 
 
-def attack_corpora(world: str | Path, tokenizer, max_length: int):
+def attack_corpora(world: str | Path, tokenizer, max_length: int, harmful: bool = False):
     """The attacker's data in a toy world: forget = set-A text, forget2 = other renderings of set A,
-    retain = benign text. Set E is never in it."""
+    retain = benign text; with ``harmful``, also harmful completions: every set-A question's cloze
+    prompt followed by its answer (the refusal variant's attack). Set E is never in it."""
+    from jaxsafe.data.multiple_choice import load_questions
     from jaxsafe.data.text import load_texts
+    from jaxsafe.evals.mcq import cloze_prompt
     from jaxsafe.tamper.runner import AttackCorpora
 
     files = world_files(world)
     texts = {"forget": load_texts(str(files.attack)), "forget2": second_forget_texts(world),
              "retain": load_texts(str(files.retain))}
+    if harmful:
+        texts["harmful"] = [f"{cloze_prompt(q)} {q.choices[q.answer]}" for q in load_questions(files.mcq["hazard_A"])]
     return AttackCorpora.from_texts(tokenizer, texts, max_length)
 
 
@@ -69,16 +87,29 @@ def model_length(model) -> int:
 
 # -- random mapping ------------------------------------------------------------------------
 
+def _train_stage(cfg: TARConfig, model, run, stage, loss_fn, frozen, batch_fn, desc: str) -> Any:
+    """An initial-safeguard stage: ``stage.steps`` steps of the training core's step on
+    ``loss_fn(params, batch, frozen)`` with ``stage.optimizer``; the model at its evaluation parameters."""
+    from jaxsafe.optim.factory import evaluation_params, make_optimizer
+    from jaxsafe.runs import train_loop
+    from jaxsafe.train import init_state, make_step
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    optimizer = make_optimizer(stage.optimizer, stage.steps)
+    step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
+    state = train_loop(run, init_state(jax.tree.map(jnp.copy, params), optimizer),
+                       lambda s, b: step(s, b, frozen), batch_fn, stage.steps,
+                       checkpoint_every=cfg.checkpoint_every, desc=desc)
+    return nnx.merge(graphdef, evaluation_params(state.opt_state, state.params), rest)
+
+
 def train_random_mapping(cfg: TARConfig, model, tokenizer, run) -> Any:
     """The initial safeguard: CE on retain text + mean (1 − |cos(h_ℓ(x_f), R[x_f])|) on forget text."""
     from jaxsafe.data.batching import batch_indices
-    from jaxsafe.optim.factory import make_optimizer
-    from jaxsafe.runs import train_loop
     from jaxsafe.tamper.losses import random_mapping_loss, random_mapping_table
-    from jaxsafe.train import init_state, make_step
 
     rm = cfg.random_mapping
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
     forget, retain = _defender_rows(cfg, tokenizer, model)
     n_layers = model.config.num_layers
     layers = np.asarray(rm.layers or tuple(range(n_layers))) + 1  # all_hidden_states[0] is the embedding
@@ -93,33 +124,91 @@ def train_random_mapping(cfg: TARConfig, model, tokenizer, run) -> Any:
         logits = m(batch["r_ids"], batch["r_mask"])
         return random_mapping_loss(logits, batch["r_ids"], batch["r_mask"], hf, batch["f_ids"], batch["f_mask"], table_)
 
-    optimizer = make_optimizer(rm.optimizer, rm.steps)
-    step = jax.jit(make_step(loss_fn, optimizer), donate_argnums=0)
-
     def batch_fn(k):
         fi = batch_indices(len(forget[0]), rm.batch_size, k, cfg.seed + 1)
         ri = batch_indices(len(retain[0]), rm.batch_size, k, cfg.seed + 2)
         return {"f_ids": forget[0][fi], "f_mask": forget[1][fi], "r_ids": retain[0][ri], "r_mask": retain[1][ri]}
 
-    state = train_loop(run, init_state(jax.tree.map(jnp.copy, params), optimizer),
-                       lambda s, b: step(s, b, (rest, table)), batch_fn, rm.steps,
-                       checkpoint_every=cfg.checkpoint_every, desc="random mapping")
-    from jaxsafe.optim.factory import evaluation_params
+    return _train_stage(cfg, model, run, rm, loss_fn, (rest, table), batch_fn, "random mapping")
 
-    return nnx.merge(graphdef, evaluation_params(state.opt_state, state.params), rest)
+
+def train_initial_refusal(cfg: TARConfig, model, tokenizer, run) -> Any:
+    """The refusal variant's initial safeguard (the paper starts from a model that already
+    refuses): CE of the chosen completions (the refusals) given their prompts, mean over their
+    tokens, + CE on retain text."""
+    from jaxsafe.data.batching import batch_indices
+    from jaxsafe.tamper.losses import completion_loss, lm_loss
+
+    stage = cfg.initial_refusal
+    graphdef, _, rest = nnx.split(model, nnx.Param, ...)
+    _, (r_ids, r_mask) = _defender_rows(cfg, tokenizer, model)
+    _, (c_ids, c_mask, c_loss), _ = _pair_arrays(cfg, tokenizer, model)
+
+    def loss_fn(p, batch, rest_):
+        m = nnx.merge(graphdef, p, rest_)
+        refusal = completion_loss(m(batch["c_ids"], batch["c_mask"]), batch["c_ids"], batch["c_loss"])
+        retain = lm_loss(m(batch["r_ids"], batch["r_mask"]), batch["r_ids"], batch["r_mask"])
+        return refusal + retain, {"refusal_ce": refusal, "retain_ce": retain}
+
+    def batch_fn(k):
+        ci = batch_indices(len(c_ids), stage.batch_size, k, cfg.seed + 3)
+        ri = batch_indices(len(r_ids), stage.batch_size, k, cfg.seed + 2)
+        return {"c_ids": c_ids[ci], "c_mask": c_mask[ci], "c_loss": c_loss[ci], "r_ids": r_ids[ri], "r_mask": r_mask[ri]}
+
+    return _train_stage(cfg, model, run, stage, loss_fn, rest, batch_fn, "initial refusal")
 
 
 def _defender_rows(cfg: TARConfig, tokenizer, model):
+    """Token rows of the forget corpus (None when the config needs none) and of the retain corpus
+    (with the refusal pairs generated from a toy world, also its benign questions and answers)."""
     from jaxsafe.data.text import load_texts, truncated_rows
+    from jaxsafe.tamper.preferences import world_benign_answers
 
     length = min(cfg.max_length, model_length(model))
 
-    def rows(path):
-        ids, mask = truncated_rows(tokenizer, load_texts(path), length)
+    def rows(texts):
+        ids, mask = truncated_rows(tokenizer, texts, length)
         width = int(mask.sum(1).max())
         return ids[:, :width], mask[:, :width]
 
-    return rows(cfg.forget), rows(cfg.retain)
+    retain = load_texts(cfg.retain)
+    if cfg.tr_loss == "dpo" and not cfg.preferences:
+        retain = retain + world_benign_answers(cfg.world)
+    return rows(load_texts(cfg.forget)) if cfg.needs_forget else None, rows(retain)
+
+
+def preference_pairs(cfg: TARConfig):
+    """The refusal variant's (prompt, chosen, rejected) triples: ``cfg.preferences``, or the toy world's
+    (two or more: L_TR scores pairs held out from the adversaries')."""
+    from jaxsafe.tamper.preferences import load_preferences, world_preferences
+
+    prefs = load_preferences(cfg.preferences) if cfg.preferences else world_preferences(cfg.world, cfg.refusal)
+    if len(prefs) < 2:
+        raise UserError(f"tr_loss: dpo needs two or more preference pairs (held-out ones for L_TR), got {len(prefs)}")
+    return prefs
+
+
+def _pair_arrays(cfg: TARConfig, tokenizer, model):
+    """The preference pairs and their token rows: (pairs, chosen, rejected), each of the latter
+    (ids, mask, loss mask) of prompt + completion (the loss mask marks the completion)."""
+    from jaxsafe.tamper.preferences import pair_rows
+
+    prefs = preference_pairs(cfg)
+    length = min(cfg.max_length, model_length(model))
+    pad_id = tokenizer.pad_token_id or 0
+    prompts = [x.prompt for x in prefs]
+    return (prefs, pair_rows(tokenizer, prompts, [x.chosen for x in prefs], length, pad_id),
+            pair_rows(tokenizer, prompts, [x.rejected for x in prefs], length, pad_id))
+
+
+def _sequence_logprobs(model, ids: np.ndarray, mask: np.ndarray, loss_mask: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Σ log p(completion | prompt) of every row under ``model`` (float32, [N])."""
+    from jaxsafe.tamper.losses import sequence_logprob
+
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    fn = jax.jit(lambda p, i, m, l: sequence_logprob(nnx.merge(graphdef, p, rest)(i, m), i, l))
+    return np.concatenate([np.asarray(fn(params, ids[k:k + chunk], mask[k:k + chunk], loss_mask[k:k + chunk]))
+                           for k in range(0, len(ids), chunk)])
 
 
 # -- TAR ---------------------------------------------------------------------------------------
@@ -134,13 +223,23 @@ def train_tar(cfg: TARConfig, model, tokenizer, run, reference=None) -> Any:
     adv = cfg.adversary
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     ref = nnx.split(reference if reference is not None else model, nnx.Param, ...)[1]
-    (f_ids, f_mask), (r_ids, r_mask) = _defender_rows(cfg, tokenizer, model)
-    width = max(f_ids.shape[1], r_ids.shape[1])
+    forget, (r_ids, r_mask) = _defender_rows(cfg, tokenizer, model)
     pad_id = tokenizer.pad_token_id or 0
-    widen = lambda a, v: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=v)
+    dpo = cfg.tr_loss == "dpo"
+    if dpo:  # the adversaries' forget rows: harmful completions (prompt + rejected)
+        prefs, (c_ids, c_mask, c_loss), (f_ids, f_mask, f_loss) = _pair_arrays(cfg, tokenizer, model)
+    else:
+        f_ids, f_mask = forget
+    width = max(f_ids.shape[1], r_ids.shape[1], *((c_ids.shape[1],) if dpo else ()))
+    widen = lambda a, v=0: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=v)
     pool_ids = np.concatenate([widen(f_ids, pad_id), widen(r_ids, pad_id)])
-    pool_mask = np.concatenate([widen(f_mask, 0), widen(r_mask, 0)])
+    pool_mask = np.concatenate([widen(f_mask), widen(r_mask)])
     n_f = len(f_ids)
+    if dpo:  # x_TR of pair j: rows j (chosen) and n_f + j (rejected) of these; π_ref = the model TAR starts from
+        tr_ids = np.concatenate([widen(c_ids, pad_id), pool_ids[:n_f]])
+        tr_mask = np.concatenate([widen(c_mask), pool_mask[:n_f]])
+        tr_loss_mask = np.concatenate([widen(c_loss), widen(f_loss)])
+        tr_ref = _sequence_logprobs(model, tr_ids, tr_mask, tr_loss_mask)
     forget_rows = np.arange(n_f)
     streams = {"forget": forget_rows[0::2], "forget2": forget_rows[1::2], "retain": np.arange(n_f, len(pool_ids))}
     streams["forget"] = streams["forget"] if len(streams["forget"]) else forget_rows
@@ -153,13 +252,18 @@ def train_tar(cfg: TARConfig, model, tokenizer, run, reference=None) -> Any:
         lora = LoRAConfig(rank=adv.lora.rank, alpha=adv.lora.alpha, dropout=adv.lora.dropout,
                           targets=tuple(adv.lora.targets))
     inner = InnerLoop(steps=adv.steps, tr_every=adv.tr_every, weight_rate=adv.weight_rate,
-                      include_padding=cfg.entropy_include_padding, second_order=cfg.second_order, lora=lora)
+                      include_padding=cfg.entropy_include_padding, tr_loss=cfg.tr_loss, dpo_beta=cfg.dpo_beta,
+                      second_order=cfg.second_order, lora=lora)
     adversary = make_optimizer(adv.optimizer, adv.steps)
     outer = make_optimizer(cfg.optimizer, cfg.steps)
     step = jax.jit(make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr,
                                  lambda_retain=cfg.lambda_retain), donate_argnums=0)
 
-    entity_of = _entity_ids(cfg.forget, n_f) if cfg.tr_data == "held_out_entities" else None
+    if dpo:  # held-out pairs: a random half of them (of their entities) each outer step
+        entity_of = (_pair_entities(prefs, cfg.preferences or "the toy world's pairs")
+                     if cfg.tr_data == "held_out_entities" else np.arange(n_f))
+    else:
+        entity_of = _entity_ids(cfg.forget, n_f) if cfg.tr_data == "held_out_entities" else None
 
     def batch_fn(k):
         rng = np.random.default_rng([cfg.seed, 31, k])
@@ -170,8 +274,14 @@ def train_tar(cfg: TARConfig, model, tokenizer, run, reference=None) -> Any:
         rows, lrs, _ = sample_adversaries(rng, step_streams, adv.streams, adv.lrs, adv.num, adv.steps, adv.batch_size)
         tr = rng.choice(tr_pool, cfg.batch_size)
         rr = rng.choice(streams["retain"], cfg.batch_size)
-        batch = {"retain_ids": pool_ids[rr], "retain_mask": pool_mask[rr], "tr_ids": pool_ids[tr],
-                 "tr_mask": pool_mask[tr], "adv_ids": pool_ids[rows], "adv_mask": pool_mask[rows], "adv_lr": lrs}
+        if dpo:  # batch_size pairs: their chosen rows, then their rejected rows
+            both = np.concatenate([tr, n_f + tr])
+            x_tr = {"tr_ids": tr_ids[both], "tr_mask": tr_mask[both], "tr_loss_mask": tr_loss_mask[both],
+                    "tr_ref_logp": tr_ref[both]}
+        else:
+            x_tr = {"tr_ids": pool_ids[tr], "tr_mask": pool_mask[tr]}
+        batch = {"retain_ids": pool_ids[rr], "retain_mask": pool_mask[rr], **x_tr, "adv_ids": pool_ids[rows],
+                 "adv_mask": pool_mask[rows], "adv_lr": lrs}
         if adv.lora_num:
             rows, lrs, _ = sample_adversaries(rng, step_streams, adv.streams, adv.lrs, adv.lora_num, adv.steps,
                                               adv.batch_size)
@@ -191,6 +301,16 @@ def split_entities(rng: np.random.Generator, entity_of: np.ndarray) -> tuple[np.
     n = int(entity_of.max()) + 1
     held = np.isin(entity_of, rng.permutation(n)[: n // 2])
     return np.flatnonzero(~held), np.flatnonzero(held)
+
+
+def _pair_entities(prefs, source: str) -> np.ndarray:
+    """The ``entity`` of each preference pair as an integer id 0 … E − 1 (two or more entities)."""
+    if any(not x.entity for x in prefs):
+        raise UserError(f"tr_data=held_out_entities: every preference pair of {source} needs an 'entity'")
+    ids = np.unique(np.asarray([x.entity for x in prefs]), return_inverse=True)[1].astype(np.int64)
+    if ids.max() < 1:
+        raise UserError(f"tr_data=held_out_entities: {source} names a single entity; it needs two or more")
+    return ids
 
 
 def _entity_ids(path: str, n_rows: int) -> np.ndarray:
@@ -220,24 +340,30 @@ def tar_and_evaluate(cfg: TARConfig, out: Path, *, resume: bool = False, log=pri
     from jaxsafe.config import dump_config
     from jaxsafe.io import atomic_write_text
 
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    primary = is_primary()  # in a multi-process job every process computes the same; the primary writes
+    if primary:
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
     t0 = time.perf_counter()
     base, tokenizer = load(cfg.model, cfg.dtype)
-    sets = question_sets(cfg.world, tokenizer, model_length(base), cfg.eval_format, cfg.eval_questions, cfg.seed) \
-        if cfg.world else {}
+    refusal = cfg.refusal if cfg.tr_loss == "dpo" else None
+    sets = question_sets(cfg.world, tokenizer, model_length(base), cfg.eval_format, cfg.eval_questions, cfg.seed,
+                         refusal=refusal) if cfg.world else {}
     results: dict[str, Any] = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "seconds": {}}
     if sets:
         results["before"] = evaluate_target(Target.from_model(base), sets)
         log(f"before: {_fmt(results['before'])}")
     start = base
-    if cfg.random_mapping.steps:
+    for name, stage, train in (("random_mapping", cfg.random_mapping, train_random_mapping),
+                               ("initial_refusal", cfg.initial_refusal, train_initial_refusal)):
+        if not stage.steps:
+            continue
         t = time.perf_counter()
-        start = train_random_mapping(cfg, base, tokenizer, RunDir(out / "random_mapping", resume=resume))
-        results["seconds"]["random_mapping"] = round(time.perf_counter() - t, 1)
-        save_pretrained(start, out / "random_mapping" / "model", tokenizer=tokenizer)  # to red-team it on its own
+        start = train(cfg, start, tokenizer, RunDir(out / name, resume=resume))
+        results["seconds"][name] = round(time.perf_counter() - t, 1)
+        save_pretrained(start, out / name / "model", tokenizer=tokenizer)  # to red-team it on its own
         if sets:
-            results["after_random_mapping"] = evaluate_target(Target.from_model(start), sets)
-            log(f"after random mapping: {_fmt(results['after_random_mapping'])}")
+            results[f"after_{name}"] = evaluate_target(Target.from_model(start), sets)
+            log(f"after {name.replace('_', ' ')}: {_fmt(results[f'after_{name}'])}")
     t = time.perf_counter()
     tar_run = RunDir(out / "tar", resume=resume)
     tar_run.save_config(cfg)
@@ -254,11 +380,12 @@ def tar_and_evaluate(cfg: TARConfig, out: Path, *, resume: bool = False, log=pri
         suite = load_suite(cfg.suite, cfg.suite_overrides)
         t = time.perf_counter()
         report = attack_model(model, tokenizer, suite, cfg.world, out / "redteam", fmt=cfg.eval_format,
-                              limit=cfg.eval_questions, log=log)
+                              limit=cfg.eval_questions, refusal=refusal, log=log)
         results["seconds"]["suite"] = round(time.perf_counter() - t, 1)
         results["suite"] = {k: v for k, v in report["summary"].items() if k != "attacks"}
     results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-    atomic_write_json(out / "results.json", results)
+    if primary:
+        atomic_write_json(out / "results.json", results)
     return results
 
 
@@ -269,30 +396,41 @@ def _fmt(accs: dict) -> str:
 # -- red team ------------------------------------------------------------------------------------
 
 def attack_model(model, tokenizer, suite: Suite, world: str | Path, out: Path, *, fmt: str = "cloze", limit: int = 0,
-                 vmap: bool = True, log=print) -> dict:
+                 vmap: bool = True, refusal: str | None = None, log=print) -> dict:
     """Run ``suite`` against ``model`` with a toy world's corpora and questions; write
-    OUT/attacks.json (curves), OUT/summary.json and OUT/curves.png."""
+    OUT/attacks.json (curves), OUT/summary.json and OUT/curves.png. With ``refusal``, the
+    ``answered_*`` sets are scored too and summarized under "refusal" (the worst case: the
+    highest fraction of set-E prompts answered rather than refused)."""
     from jaxsafe.io import atomic_write_json
     from jaxsafe.tamper.runner import Target, run_attacks, summarize
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     length = model_length(model)
-    sets = question_sets(world, tokenizer, length, fmt, limit)
-    corpora = attack_corpora(world, tokenizer, length)
+    sets = question_sets(world, tokenizer, length, fmt, limit, refusal=refusal)
+    corpora = attack_corpora(world, tokenizer, length, harmful=any(a.data == "harmful" for a in suite.attacks))
     t0 = time.perf_counter()
     results = run_attacks(Target.from_model(model), suite.attacks, corpora, sets, vmap=vmap, log=log)
     results["seconds"] = round(time.perf_counter() - t0, 1)
     summary = summarize(results, "hazard_E", "benign", suite.epsilon)
     summary["seconds"] = results["seconds"]
-    atomic_write_json(out / "attacks.json", results)
-    atomic_write_json(out / "summary.json", summary)
-    plot_curves(results, out / "curves.png")
+    if refusal is not None:
+        summary["refusal"] = {k: v for k, v in summarize(results, "answered_E", "benign", suite.epsilon).items()
+                              if k not in ("attacks", "before")}
+    if is_primary():  # every process ran the same attacks
+        atomic_write_json(out / "attacks.json", results)
+        atomic_write_json(out / "summary.json", summary)
+        plot_curves(results, out / "curves.png")
     log(f"suite: {len(suite.attacks)} attacks in {results['seconds']:.0f} s; hazard_E before "
         f"{100 * summary['before']['hazard_E']:.1f}%, mean after {100 * summary['mean_hazard_after']:.1f}%, "
         f"worst {100 * summary['worst_hazard_after']:.1f}% ({summary['worst_attack']}); within ε: "
         + (f"{100 * summary['worst_hazard_within_epsilon']:.1f}% ({summary['worst_attack_within_epsilon']})"
            if summary["worst_hazard_within_epsilon"] is not None else "none"))
+    if refusal is not None:
+        r = summary["refusal"]
+        log(f"refusal: set-E prompts answered rather than refused before {100 * results['before']['answered_E']:.1f}%, "
+            f"mean after {100 * r['mean_hazard_after']:.1f}%, worst {100 * r['worst_hazard_after']:.1f}% "
+            f"({r['worst_attack']})")
     return {"results": results, "summary": summary}
 
 
@@ -379,7 +517,8 @@ def search(model, tokenizer, world: str | Path, out: Path, *, budget: int = 64, 
     configs = {a.name: dataclasses.asdict(a) for a in attacks}
     best = summary["worst_attack_within_epsilon"]
     summary["best_attack_config"] = configs.get(best) if best else None
-    atomic_write_json(out / "search.json", {"summary": summary, "attacks": results["attacks"], "configs": configs})
+    if is_primary():
+        atomic_write_json(out / "search.json", {"summary": summary, "attacks": results["attacks"], "configs": configs})
     log(f"search: {budget} attacks in {summary['seconds']:.0f} s; worst case within ε={epsilon}: "
         + (f"{100 * summary['worst_hazard_within_epsilon']:.1f}% ({best})" if best else "none"))
     return summary

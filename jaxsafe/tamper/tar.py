@@ -8,7 +8,7 @@ With parameters θ, one outer step:
 2. runs each adversary — a fresh AdamW taking K cross-entropy steps from θ — as one
    ``lax.scan``, all A at once under ``jax.vmap``;
 3. every ``tr_every``-th inner step k takes the tamper-resistance loss on a held-out
-   forget batch x_TR and its gradient at θ'_k, accumulated with weight w_k
+   batch x_TR and its gradient at θ'_k, accumulated with weight w_k
    (:func:`~jaxsafe.tamper.losses.inner_step_weights`). First-order (the paper's
    choice): ∇_θ' L_TR(θ'_k) stands in for d L_TR(θ'_k)/dθ, no backpropagation
    through the inner updates. ``second_order=True`` differentiates through the
@@ -17,6 +17,11 @@ With parameters θ, one outer step:
    one step of the outer optimizer (schedule-free AdamW in the paper):
 
        g = λ_TR · mean_a Σ_k w_k ∇L_TR(θ'_{a,k}) + λ_retain · ∇L_retain(θ).
+
+L_TR is the knowledge-restriction entropy loss (x_TR: forget text) or, for the refusal
+variant, the DPO loss on held-out preference pairs with reference log-probabilities of the
+model before TAR (x_TR: chosen and rejected rows; the adversaries then fine-tune on
+harmful completions, prompt + rejected).
 
 Everything but the sampling is in :func:`make_tar_step`, a pure function of
 (state, batch, frozen) in the training core's form (:mod:`jaxsafe.train`).
@@ -35,7 +40,7 @@ from flax import nnx
 
 from jaxsafe.errors import UserError
 from jaxsafe.lm.lora import LoRA, init_lora
-from jaxsafe.tamper.losses import entropy_loss, inner_step_weights, lm_loss, retain_loss
+from jaxsafe.tamper.losses import dpo_loss, entropy_loss, inner_step_weights, lm_loss, retain_loss, sequence_logprob
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +51,8 @@ class InnerLoop:
     tr_every: int = 4
     weight_rate: float = 0.0625
     include_padding: bool = False  # the authors' entropy over padding positions too
+    tr_loss: str = "entropy"  # or "dpo" (refusal)
+    dpo_beta: float = 0.1
     second_order: bool = False
     lora: Any = None  # a jaxsafe.lm.lora.LoRAConfig: the batch's LoRA lanes train adapters of this shape
 
@@ -58,7 +65,11 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
     ``frozen`` = (rest, ref_params): the model's non-parameter state and the reference
     parameters for h_ref. ``batch`` holds ``retain_ids``/``retain_mask`` [B, T],
     ``tr_ids``/``tr_mask`` [B, T] (x_TR), ``adv_ids``/``adv_mask`` [A, K, b, T] and
-    ``adv_lr`` [A]. ``adversary`` and ``outer`` are optimizers from
+    ``adv_lr`` [A]. With ``inner.tr_loss == "dpo"``, x_TR is B/2 preference pairs: rows
+    ``tr_ids`` [B, T] hold the chosen completions, then the rejected ones, ``tr_loss_mask``
+    [B, T] marks the completion tokens and ``tr_ref_logp`` [B] holds their summed
+    log-probabilities under the reference (the model before TAR), so L_TR(θ') =
+    −mean log σ(β[(log π_θ'(y_w) − log π_ref(y_w)) − (log π_θ'(y_l) − log π_ref(y_l))]). ``adversary`` and ``outer`` are optimizers from
     :func:`jaxsafe.optim.factory.make_optimizer` (the adversary's lr is set per lane).
 
     LoRA adversaries (``inner.lora`` set; first order only): the batch also holds
@@ -75,6 +86,8 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         raise UserError(f"inner steps ({inner.steps}) must be a multiple of tr_every ({inner.tr_every})")
     if inner.lora is not None and inner.second_order:
         raise UserError("LoRA adversaries are first-order only (second_order=False)")
+    if inner.tr_loss not in ("entropy", "dpo"):
+        raise UserError(f"tr_loss must be 'entropy' or 'dpo', got {inner.tr_loss!r}")
     n_seg = inner.steps // inner.tr_every
     weights = jnp.asarray(inner_step_weights(inner.steps, inner.tr_every, inner.weight_rate)[inner.tr_every - 1::inner.tr_every])
 
@@ -87,10 +100,19 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
 
     adv_step = make_step(adv_loss, adversary)
 
-    def tr_loss(params, rest, ids, mask):
-        return entropy_loss(model(params, rest)(ids, mask), mask, include_padding=inner.include_padding)
+    def tr_value(logits_fn, tr):
+        """L_TR of the model ``logits_fn(ids, mask)`` on x_TR (``tr``: the batch's ``tr_*`` arrays)."""
+        logits = logits_fn(tr["tr_ids"], tr["tr_mask"])
+        if inner.tr_loss == "entropy":
+            return entropy_loss(logits, tr["tr_mask"], include_padding=inner.include_padding)
+        logp, ref = sequence_logprob(logits, tr["tr_ids"], tr["tr_loss_mask"]), tr["tr_ref_logp"]
+        n = logp.shape[0] // 2
+        return dpo_loss(logp[:n], logp[n:], ref[:n], ref[n:], inner.dpo_beta)[0]
 
-    def adversary_run(theta, rest, ids, mask, lr, tr_ids, tr_mask, accumulate_grads: bool):
+    def tr_loss(params, rest, tr):
+        return tr_value(model(params, rest), tr)
+
+    def adversary_run(theta, rest, ids, mask, lr, tr, accumulate_grads: bool):
         """The inner loop of one attack; returns (Σ_k w_k ∇L_TR(θ'_k) or None, Σ_k w_k L_TR(θ'_k), L_TR per evaluation)."""
         state = init_state(theta, adversary)
         state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
@@ -106,10 +128,10 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
             ids_k, mask_k, w = xs
             state, _ = jax.lax.scan(one, state, (ids_k, mask_k))
             if accumulate_grads:
-                value, g = jax.value_and_grad(tr_loss)(state.params, rest, tr_ids, tr_mask)
+                value, g = jax.value_and_grad(tr_loss)(state.params, rest, tr)
                 acc = jax.tree.map(lambda a, b: a + w * b, acc, g)
             else:
-                value = tr_loss(state.params, rest, tr_ids, tr_mask)
+                value = tr_loss(state.params, rest, tr)
             return (state, acc), value
 
         # accumulated in float32 or wider whatever θ's dtype (the weights w_k are float32 or wider)
@@ -126,7 +148,7 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
 
     lora_step = make_step(lora_loss, adversary)
 
-    def lora_run(theta, rest, ids, mask, lr, seed, tr_ids, tr_mask):
+    def lora_run(theta, rest, ids, mask, lr, seed, tr):
         """One LoRA adversary: (Σ_k w_k ∇_θ L_TR(θ ⊕ adapters_k), Σ_k w_k L_TR, L_TR per evaluation)."""
         key = jax.random.key(seed)
         state = init_state(init_lora(theta, inner.lora, jax.random.fold_in(key, 0)), adversary)
@@ -140,8 +162,7 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
             return state, None
 
         def tr_at(th, adapters):
-            logits = model(th, rest)(tr_ids, tr_mask, lora=LoRA.from_config(adapters, inner.lora))
-            return entropy_loss(logits, tr_mask, include_padding=inner.include_padding)
+            return tr_value(lambda i, m: model(th, rest)(i, m, lora=LoRA.from_config(adapters, inner.lora)), tr)
 
         def segment(carry, xs):
             state, acc = carry
@@ -154,13 +175,16 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, keys, weights))
         return acc, jnp.sum(weights * values), values
 
+    def tr_part(batch):
+        return {k: v for k, v in batch.items() if k.startswith("tr_")}
+
     def first_order(theta, rest, batch):
         theta = jax.lax.stop_gradient(theta)
-        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, batch["tr_ids"], batch["tr_mask"], True))
+        tr = tr_part(batch)
+        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, tr, True))
         grads, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
         if inner.lora is not None and "lora_ids" in batch:
-            run_lora = jax.vmap(lambda i, m, lr, seed: lora_run(theta, rest, i, m, lr, seed, batch["tr_ids"],
-                                                                batch["tr_mask"]))
+            run_lora = jax.vmap(lambda i, m, lr, seed: lora_run(theta, rest, i, m, lr, seed, tr))
             l_grads, l_objective, l_values = run_lora(batch["lora_ids"], batch["lora_mask"], batch["lora_lr"],
                                                       batch["lora_seed"])
             grads = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), grads, l_grads)
@@ -170,7 +194,8 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
 
     def tr_objective(theta, rest, batch):
         """mean over attacks of Σ_k w_k L_TR(θ'_k(θ)), differentiable through the inner loop; and L_TR per evaluation."""
-        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, batch["tr_ids"], batch["tr_mask"], False))
+        tr = tr_part(batch)
+        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, tr, False))
         _, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
         return jnp.mean(objective), values
 
@@ -197,8 +222,11 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
                              tr_grads, r_grads, state.params)
         loss = lambda_tr * tr_objective + lambda_retain * l_retain
         new_state = apply_gradients(outer, state, grads, loss)
-        metrics = {"loss": loss, "tr_objective": tr_objective, "tr_entropy_last": -jnp.mean(tr_values[:, -1]),
-                   "tr_entropy_first": -jnp.mean(tr_values[:, 0]), "retain_loss": l_retain, **parts,
+        # L_TR after the first and the last evaluated inner step (entropy: −L_TR, in nats)
+        first, last = jnp.mean(tr_values[:, 0]), jnp.mean(tr_values[:, -1])
+        named = ({"tr_entropy_first": -first, "tr_entropy_last": -last} if inner.tr_loss == "entropy"
+                 else {"tr_dpo_first": first, "tr_dpo_last": last})
+        metrics = {"loss": loss, "tr_objective": tr_objective, **named, "retain_loss": l_retain, **parts,
                    "grad_norm": optax.tree.norm(grads)}
         return new_state, metrics
 

@@ -1,4 +1,5 @@
-"""A tiny tokenizer, decoder and question set for the tamper tests (seconds on CPU)."""
+"""A tiny tokenizer, decoder and question set for the tamper tests (seconds on CPU), and the
+CI toy world for the command-line tests (built once per session)."""
 
 import numpy as np
 import pytest
@@ -37,4 +38,18 @@ def questions(n=6, seed=0):
     for i in range(n):
         choices = tuple(f"route {j}" for j in rng.permutation(5)[:4])
         out.append(Question(f"How does strain {i} spread?", choices, int(rng.integers(4)), "virology"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory):
+    """The CI toy world (configs/toyworld/tiny.yaml, 3 training steps, base model only)."""
+    from jaxsafe.config import load_config
+    from jaxsafe.toyworld.build import build
+    from jaxsafe.toyworld.config import BuildConfig
+    from tests.conftest import REPO
+
+    out = tmp_path_factory.mktemp("tw")
+    build(out, load_config(BuildConfig, REPO / "configs" / "toyworld" / "tiny.yaml", ["train.steps=3"]),
+          models=("base",), log=lambda *_: None)
     return out

@@ -2,8 +2,6 @@
 
 import json
 
-import pytest
-
 from jaxsafe.cli import main
 from tests.conftest import REPO
 
@@ -15,18 +13,6 @@ attacks:
   - {name: adamw-retain-then-forget, data: retain_then_forget, optimizer: {name: adamw, lr: 3.0e-3}}
   - {name: ablation, kind: ablation, ablation_layer: 0, ablation_texts: 4}
 """
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from jaxsafe.config import load_config
-    from jaxsafe.toyworld.build import build
-    from jaxsafe.toyworld.config import BuildConfig
-
-    out = tmp_path_factory.mktemp("tw")
-    build(out, load_config(BuildConfig, REPO / "configs" / "toyworld" / "tiny.yaml", ["train.steps=3"]),
-          models=("base",), log=lambda *_: None)
-    return out
 
 
 def test_tar_then_attack_then_search(world, tmp_path, capsys):

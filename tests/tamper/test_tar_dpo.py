@@ -1,0 +1,125 @@
+"""TAR's refusal variant: the DPO tamper-resistance gradient through an inner step equals a
+hand-written computation; preference rows and the refusal metric."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from jaxsafe.data.multiple_choice import Question
+from jaxsafe.optim.config import OptimizerConfig
+from jaxsafe.optim.factory import make_optimizer
+from jaxsafe.tamper.preferences import answered_questions, pair_rows
+from jaxsafe.tamper.tar import InnerLoop, make_tar_step
+from jaxsafe.train import init_state
+from tests.tamper.conftest import tiny_model
+
+BETA = 0.1
+REFUSAL = " I cannot help with that."
+
+
+def _pairs(tokenizer, n=3):
+    prompts = [f"How does strain {i} spread?\nAnswer:" for i in range(n)]
+    harmful = [f" by route {i % 5}" for i in range(n)]
+    pad = tokenizer.pad_token_id
+    c = pair_rows(tokenizer, prompts, [REFUSAL] * n, 32, pad)
+    r = pair_rows(tokenizer, prompts, harmful, 32, pad)
+    width = max(c[0].shape[1], r[0].shape[1])
+    widen = lambda a, v=0: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=v)
+    return [np.concatenate([widen(a, v), widen(b, v)]) for a, b, v in zip(c, r, (pad, 0, 0))]
+
+
+def test_pair_rows_mark_the_completion(tokenizer):
+    ids, mask, loss_mask = pair_rows(tokenizer, ["How does strain 1 spread?\nAnswer:"], [" by route 1"], 32,
+                                     tokenizer.pad_token_id)
+    n = int(mask.sum())
+    completion = tokenizer.decode(ids[0, :n][loss_mask[0, :n] == 1])
+    assert completion.strip() == "by route 1" and loss_mask[0, n:].sum() == 0
+
+
+def _hand_logprob(logits, ids, loss_mask):
+    """Σ over completion tokens of log softmax(logits_t)[x_{t+1}], written out in NumPy (float64)."""
+    logits = np.asarray(logits, np.float64)
+    out = np.zeros(len(ids))
+    for b in range(len(ids)):
+        for t in range(ids.shape[1] - 1):
+            if loss_mask[b, t + 1]:
+                row = logits[b, t]
+                out[b] += row[ids[b, t + 1]] - (row.max() + np.log(np.exp(row - row.max()).sum()))
+    return out
+
+
+def test_dpo_gradient_through_one_inner_step_equals_hand_written(tokenizer):
+    model = tiny_model(tokenizer, seed=4, layers=1)
+    graphdef, theta, rest = nnx.split(model, nnx.Param, ...)
+    f = lambda p: nnx.merge(graphdef, p, rest)
+    tr_ids, tr_mask, tr_loss = _pairs(tokenizer)
+    # π_ref = the model before TAR (θ itself); its log-probabilities by hand
+    ref = _hand_logprob(f(theta)(tr_ids, tr_mask), tr_ids, tr_loss).astype(np.float32)
+    from tests.tamper.test_tar import _batch
+
+    base = _batch(tokenizer)
+    adv = base["adv_ids"][:, :1], base["adv_mask"][:, :1]  # one inner step
+    batch = {**base, "adv_ids": adv[0], "adv_mask": adv[1], "tr_ids": tr_ids, "tr_mask": tr_mask,
+             "tr_loss_mask": tr_loss, "tr_ref_logp": ref}
+    adversary = make_optimizer(OptimizerConfig(name="adamw", lr=1.0), 1)
+    outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)  # θ_new = θ − g exposes g
+    step = make_tar_step(graphdef, InnerLoop(steps=1, tr_every=1, tr_loss="dpo", dpo_beta=BETA), adversary, outer,
+                         lambda_tr=2.0, lambda_retain=0.0)
+    new_state, metrics = jax.jit(step)(init_state(theta, outer), batch, (rest, theta))
+    got = jax.tree.map(lambda a, b: a - b, theta, new_state.params)
+
+    # by hand: one optax AdamW step on the harmful text, then ∇ of DPO's loss at θ'_1 (w_0 = 1)
+    ids, mask = batch["adv_ids"][0, 0], batch["adv_mask"][0, 0]
+
+    def ce(q):
+        logp = jax.nn.log_softmax(f(q)(ids, mask)[:, :-1], axis=-1)
+        nll = -jnp.take_along_axis(logp, ids[:, 1:, None], -1)[..., 0]
+        m = mask[:, :-1] * mask[:, 1:]
+        return jnp.sum(nll * m) / jnp.sum(m)
+
+    opt = optax.adamw(float(batch["adv_lr"][0]), weight_decay=0.0)
+    u, _ = opt.update(jax.grad(ce)(theta), opt.init(theta), theta)
+    theta1 = optax.apply_updates(theta, u)
+    n = len(tr_ids) // 2
+
+    def dpo(q):
+        logits = f(q)(tr_ids, tr_mask)
+        lp = jnp.sum(jnp.take_along_axis(jax.nn.log_softmax(logits[:, :-1], -1), tr_ids[:, 1:, None], -1)[..., 0]
+                     * tr_loss[:, 1:], axis=-1)
+        margin = BETA * ((lp[:n] - ref[:n]) - (lp[n:] - ref[n:]))
+        return jnp.mean(jnp.log1p(jnp.exp(-margin)))  # −log σ(m)
+
+    value, g = jax.value_and_grad(dpo)(theta1)
+    # the value also from the NumPy log-probabilities at θ'_1
+    lp1 = _hand_logprob(f(theta1)(tr_ids, tr_mask), tr_ids, tr_loss)
+    m1 = BETA * ((lp1[:n] - ref[:n]) - (lp1[n:] - ref[n:]))
+    np.testing.assert_allclose(float(metrics["tr_dpo_last"]), np.mean(np.log1p(np.exp(-m1))), rtol=1e-4)
+    np.testing.assert_allclose(float(metrics["tr_dpo_last"]), float(value), rtol=1e-5)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(g)):
+        np.testing.assert_allclose(a, 2.0 * b, rtol=2e-3, atol=2e-7, err_msg=jax.tree_util.keystr(path))
+    # the inner step matters: the gradient at θ itself (where DPO's loss is log 2) differs
+    g0 = jax.grad(dpo)(theta)
+    assert max(float(jnp.max(jnp.abs(a - 2.0 * b))) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(g0))) > 1e-4
+    np.testing.assert_allclose(float(dpo(theta)), np.log(2.0), rtol=1e-5)
+
+
+def test_answered_metric_is_the_fraction_where_the_answer_beats_the_refusal(tokenizer):
+    from jaxsafe.evals.mcq import cloze_prompt
+    from jaxsafe.tamper.scoring import accuracy, question_arrays
+    from tests.tamper.conftest import questions
+
+    qs = questions(8, seed=3)
+    answered = answered_questions(qs, REFUSAL.strip())
+    assert answered[0].choices == (qs[0].choices[qs[0].answer], REFUSAL.strip()) and answered[0].answer == 0
+    model = tiny_model(tokenizer, seed=5)
+    got = float(accuracy(lambda i, m: model(i, m), question_arrays(tokenizer, answered, 64, chunk=8)))
+    # by hand: Σ log p of " answer" and of " refusal" after each cloze prompt
+    prompts = [cloze_prompt(q) for q in qs]
+    lp = {}
+    for name, conts in (("answer", [f" {q.choices[q.answer]}" for q in qs]), ("refusal", [REFUSAL] * len(qs))):
+        ids, mask, loss = pair_rows(tokenizer, prompts, conts, 64, tokenizer.pad_token_id)
+        lp[name] = _hand_logprob(model(ids, mask), ids, loss)
+    expected = np.mean(lp["answer"] > lp["refusal"])
+    np.testing.assert_allclose(got, expected)
