@@ -36,7 +36,7 @@ from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_bytes, atomic_write_json
 from jaxsafe.lm.config import DecoderConfig
 from jaxsafe.lm.model import Decoder
-from jaxsafe.parallel import DEFAULT_RULES, logical_to_sharding, param_axes
+from jaxsafe.parallel import DEFAULT_RULES, barrier, is_primary, logical_to_sharding, param_axes
 
 SAFETENSORS_DTYPES: Mapping[str, np.dtype] = {
     "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
@@ -319,6 +319,10 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, tokenizer=None,
     result. Tensors keep the model's parameter dtype. The directory is built aside
     (``.NAME.partial``, with copies of any other files a previous ``path`` held) and
     renamed into place, so a killed save leaves the previous directory intact.
+
+    In a multi-process job every process calls it: the primary process writes, and all
+    return together (a barrier), so none reads or replaces the directory before it is
+    complete — and no two processes build it in the same ``.NAME.partial``.
     """
     path = Path(path)
     tensors = model_tensors(model)
@@ -335,6 +339,15 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, tokenizer=None,
         size += array.nbytes
     if path.exists() and not path.is_dir():
         raise UserError(f"save_pretrained: path {path} is a file, not a directory")
+    if is_primary():
+        _write_pretrained(path, hf, shards, tensors, tokenizer)
+    barrier(f"jaxsafe save_pretrained {path}")
+    return path
+
+
+def _write_pretrained(path: Path, hf, shards: list[dict[str, np.ndarray]], tensors: Mapping[str, np.ndarray],
+                      tokenizer) -> None:
+    """:func:`save_pretrained`'s files, built aside and renamed into place (one process)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     work, old = path.parent / f".{path.name}.partial", path.parent / f".{path.name}.old"
     if old.exists() and not path.exists():  # a kill between the two renames below: put it back
@@ -362,7 +375,6 @@ def save_pretrained(model: Decoder, path: str | os.PathLike, tokenizer=None,
         os.replace(path, old)
     os.replace(work, path)
     shutil.rmtree(old, ignore_errors=True)
-    return path
 
 
 def load_tokenizer(path_or_hub_name: str | os.PathLike):

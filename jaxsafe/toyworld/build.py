@@ -161,8 +161,7 @@ def build(out: Path, cfg: BuildConfig, *, resume: bool = False, models: tuple[st
         t1 = time.perf_counter()
         model, stats = pretrain(docs, tokenizer, cfg, out / "runs" / name, resume=resume, desc=f"pretrain {name}")
         stats["seconds"] = round(time.perf_counter() - t1, 1)
-        if primary:
-            save_pretrained(model, out / name, tokenizer=tokenizer)
+        save_pretrained(model, out / name, tokenizer=tokenizer)  # every process: the primary writes
         t2 = time.perf_counter()
         results["models"][name] = evaluate_model(model, tokenizer, out, cfg)
         stats["eval_seconds"] = round(time.perf_counter() - t2, 1)

@@ -63,8 +63,7 @@ def unlearn_and_evaluate(cfg: RMUConfig, out: Path, *, resume: bool = False) -> 
     model = train_rmu(cfg, model, tokenizer, run)
     train_seconds = time.perf_counter() - t_train
     after = evaluate_sets(model, tokenizer, cfg.evals, cfg.eval_batch_size, cfg.eval_format)
-    if is_primary():
-        save_pretrained(model, run.path / "model", tokenizer=tokenizer)
+    save_pretrained(model, run.path / "model", tokenizer=tokenizer)  # every process: the primary writes
     results = {
         "before": {k: v["acc"] for k, v in before.items()},
         "after": {k: v["acc"] for k, v in after.items()},
