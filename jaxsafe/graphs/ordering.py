@@ -482,8 +482,9 @@ def order(adj, method: str = "metis", seed: int = 0, *, model=None, leaf_size: i
     * ``nd-gnn``, ``nd-metis-bisect``, ``nd-spectral``: :func:`nested_dissection` with
       :func:`separator` from GNN (``model``, default the shipped weights), METIS or spectral bisections.
     * ``nd-rl``: :func:`nested_dissection_batched` with paper B's separator agent
-      (:func:`jaxsafe.graphs.rl_drivers.rl_separators`: METIS bisection + König cover refined
-      by the agent; ``model`` = an agent, default the shipped ``rl_separator`` weights), all
+      (:func:`jaxsafe.graphs.rl_drivers.rl_separators`: METIS's vertex separator — METIS bisection
+      + König cover without libmetis — refined by the agent on blocks of at least
+      ``AGENT_MIN_VERTICES``; ``model`` = an agent, default the shipped ``rl_separator`` weights), all
       blocks of one depth in one call; ``seconds`` gets the time breakdown; ``adaptive``
       (default) switches split blocks to minimum degree where that lowers their own fill.
     """
