@@ -86,15 +86,19 @@ def test_every_shipped_config_loads():
     from pathlib import Path
 
     from jaxsafe.graphs.config import TrainConfig
+    from jaxsafe.graphs.rl_config import RLTrainConfig
     from jaxsafe.toyworld.config import BuildConfig
     from jaxsafe.unlearn.config import RMUConfig
 
     root = Path(__file__).resolve().parents[2] / "configs"
-    for cls, folder in ((BuildConfig, "toyworld"), (RMUConfig, "rmu"), (TrainConfig, "graphs")):
-        paths = sorted((root / folder).glob("*.yaml"))
+    for cls, folder, pattern in ((BuildConfig, "toyworld", "*.yaml"), (RMUConfig, "rmu", "*.yaml"),
+                                 (TrainConfig, "graphs", "train*.yaml"), (RLTrainConfig, "graphs", "rl_*.yaml")):
+        paths = sorted((root / folder).glob(pattern))
         assert paths
         for path in paths:
             check_ranges(load_config(cls, path))
+    assert {p.name for p in (root / "graphs").glob("*.yaml")} == {
+        p.name for pattern in ("train*.yaml", "rl_*.yaml") for p in (root / "graphs").glob(pattern)}
 
 
 def test_config_from_dict_round_trips_and_checks():
