@@ -30,18 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from _protocol import Monitor, add_arguments, write_results
+from jaxsafe.graphs.partition import largest_component
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _largest(adj):
-    from jaxsafe.graphs.partition import components
-
-    ncomp, labels = components(adj)
-    if ncomp == 1:
-        return adj
-    keep = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
-    return adj[keep][:, keep].tocsr()
 
 
 def family_graphs(seed: int, sizes=(1000, 5000, 20000)):
@@ -59,9 +50,9 @@ def family_graphs(seed: int, sizes=(1000, 5000, 20000)):
         dims = (nx,) * 3 if seed == 0 else tuple(int(nx * x) for x in rng.uniform(0.8, 1.2, 3))
         yield "grid3d", "x".join(map(str, dims)), grid3d(*dims)[0]
     for n in sizes:
-        yield "holes", f"n={n}", _largest(delaunay_with_holes(n, seed=n + 7919 * seed)[0])
+        yield "holes", f"n={n}", largest_component(delaunay_with_holes(n, seed=n + 7919 * seed)[0])
     for n in sizes:
-        yield "random-geometric", f"n={n}", _largest(random_geometric(n, seed=n + 7919 * seed)[0])
+        yield "random-geometric", f"n={n}", largest_component(random_geometric(n, seed=n + 7919 * seed)[0])
 
 
 def _summary(rows, keys):
@@ -129,8 +120,8 @@ def run_separator(args) -> dict:
     agents = {str(p): ActorCritic.load(p, task="separator") for p in (args.agent or [None])}
     graphs = [("delaunay", f"n={n} seed={s}", delaunay(n, seed=s)[0]) for s in (1, 2) for n in (10_000, 30_000, 50_000)]
     graphs += [("grid2d", "100x100", grid2d(100, 100)[0]), ("grid3d", "20^3", grid3d(20, 20, 20)[0]),
-               ("holes", "n=10000", _largest(delaunay_with_holes(10_000, seed=3)[0])),
-               ("random-geometric", "n=10000", _largest(random_geometric(10_000, seed=3)[0]))]
+               ("holes", "n=10000", largest_component(delaunay_with_holes(10_000, seed=3)[0])),
+               ("random-geometric", "n=10000", largest_component(random_geometric(10_000, seed=3)[0]))]
     ns = lambda x: np.sum(x == 2) * (1 / np.sum(x == 0) + 1 / np.sum(x == 1))  # noqa: E731
     rows = []
     for family, name, adj in graphs:

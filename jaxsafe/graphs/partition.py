@@ -99,6 +99,15 @@ def components(adj: sp.csr_matrix) -> tuple[int, np.ndarray]:
     return count, labels
 
 
+def largest_component(adj: sp.csr_matrix) -> sp.csr_matrix:
+    """The subgraph induced by the largest connected component of ``adj`` (``adj`` itself when connected)."""
+    ncomp, labels = components(adj)
+    if ncomp == 1:
+        return adj
+    keep = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
+    return adj[keep][:, keep].tocsr()
+
+
 def _timed_components(adj: sp.csr_matrix, seconds: dict) -> tuple[int, np.ndarray]:
     t0 = time.perf_counter()
     out = components(adj)

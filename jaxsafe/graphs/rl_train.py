@@ -27,6 +27,7 @@ from jaxsafe.graphs.baselines import metis_parts
 from jaxsafe.graphs.coarsen import build_hierarchy
 from jaxsafe.graphs.generators import delaunay, delaunay_with_holes, grid2d, grid3d, random_geometric
 from jaxsafe.graphs.rl_agents import WEIGHTS, ActorCritic, num_params
+from jaxsafe.graphs.partition import largest_component
 from jaxsafe.graphs.rl_config import RLTrainConfig
 from jaxsafe.graphs.rl_drivers import env_fns, policy, start_separator, state_objective
 from jaxsafe.optim.factory import make_optimizer
@@ -35,16 +36,6 @@ from jaxsafe.train import init_state, make_step
 
 
 # ---------------------------------------------------------------- the episode pool
-def _largest_component(adj):
-    from jaxsafe.graphs.partition import components
-
-    ncomp, labels = components(adj)
-    if ncomp == 1:
-        return adj
-    keep = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
-    return adj[keep][:, keep].tocsr()
-
-
 def _random_graph(cfg: RLTrainConfig, rng: np.random.Generator, family: str = "delaunay"):
     """A connected graph of about n ∈ [n_min, n_max] vertices of ``family`` (see the config's docstring)."""
     n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
@@ -53,9 +44,9 @@ def _random_graph(cfg: RLTrainConfig, rng: np.random.Generator, family: str = "d
         width = 2.0 if rng.random() < cfg.wide_fraction else 1.0
         return delaunay(n, width, 1.0, seed=seed)[0]
     if family == "holes":
-        return _largest_component(delaunay_with_holes(n, int(rng.integers(1, 5)), seed=seed)[0])
+        return largest_component(delaunay_with_holes(n, int(rng.integers(1, 5)), seed=seed)[0])
     if family == "geometric":
-        return _largest_component(random_geometric(n, seed=seed)[0])
+        return largest_component(random_geometric(n, seed=seed)[0])
     if family == "grid2d":
         aspect = rng.uniform(1.0, 2.0)
         nx = max(int(round(np.sqrt(n * aspect))), 2)
