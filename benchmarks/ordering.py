@@ -148,7 +148,7 @@ def run_rl(args) -> None:
     from jaxsafe.graphs.baselines import metis_parts
     from jaxsafe.graphs.rl_agents import ActorCritic
     from jaxsafe.graphs.rl_drivers import refine_separators
-    from jaxsafe.graphs.partition import components
+    from jaxsafe.graphs.partition import largest_component
 
     monitor = Monitor()
     agent = ActorCritic.load(args.agent, task="separator")
@@ -169,9 +169,7 @@ def run_rl(args) -> None:
             row[key + "_time_ratio_to_metis"] = t["time_ratio_to_metis"]
         for leaf in RL_LEAVES:
             row[f"nd-rl/{leaf}_breakdown"] = stats[leaf]  # of the last timed run
-        ncomp, labels = components(p)
-        big = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
-        q = p[big][:, big]
+        q = largest_component(p)
         s0 = vertex_separator_from_bisection(q, metis_parts(q, 2, 0))
         s1 = refine_separators([q], [s0], agent)[0]
         row.update(ns_metis_cover=float(ns(s0)), ns_rl=float(ns(s1)), S_metis_cover=int(np.sum(s0 == 2)),

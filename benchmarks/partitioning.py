@@ -120,7 +120,7 @@ def rl_families(quick: bool):
 
 
 def run_rl(args, model) -> None:
-    from jaxsafe.graphs.partition import components
+    from jaxsafe.graphs.partition import largest_component
     from jaxsafe.graphs.rl_agents import ActorCritic
     from jaxsafe.graphs.rl_drivers import rl_bisect
 
@@ -128,10 +128,7 @@ def run_rl(args, model) -> None:
     agent = ActorCritic.load(args.agent)
     rows = []
     for family, name, adj in rl_families(args.quick):
-        ncomp, labels = components(adj)
-        if ncomp > 1:  # the largest component (refinement compares connected bisections)
-            big = np.flatnonzero(labels == np.argmax(np.bincount(labels)))
-            adj = adj[big][:, big]
+        adj = largest_component(adj)  # refinement compares connected bisections
         calls = {"metis": functools.partial(bisect, adj, "metis")}
         for label, start in RL_ROWS:
             calls[label] = functools.partial(rl_bisect, adj, agent, start=start, gnn_model=model)
