@@ -259,32 +259,46 @@ class _Progress(threading.Thread):
 
 
 def demo(out_dir: Path) -> None:
-    """Bisect a generated Delaunay graph (n = 2,000) with the shipped GNN, METIS and spectral; order it."""
+    """Bisect a generated Delaunay graph (n = 2,000) with the shipped GNN, METIS, spectral and RL agents; order it.
+
+    ``rl`` is METIS on the coarsest graph refined by the shipped agent at every level,
+    ``metis+rl`` METIS's own bisection refined on the finest level (paper B, :mod:`jaxsafe.graphs.rl_drivers`).
+    """
     from jaxsafe.graphs.generators import delaunay
     from jaxsafe.graphs.gnn import GNNBisector
     from jaxsafe.graphs.io import write_partition
     from jaxsafe.graphs.partition import bisect, evaluate
-
     from jaxsafe.graphs.plot import plot_partitions
+    from jaxsafe.graphs.rl_agents import ActorCritic
+    from jaxsafe.graphs.rl_drivers import rl_partition
 
     adj, points = delaunay(2000, seed=7)
-    model = GNNBisector.load()
+    model, agent = GNNBisector.load(), ActorCritic.load()
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"   Delaunay graph: n = {adj.shape[0]}, edges = {adj.nnz // 2}")
+    first_call = {"gnn": "compiling the per-level functions", "rl": "compiling the agent's rollout"}
     partitions, titles = {}, {}
-    for method in ("gnn", "metis", "spectral"):
+    for method in ("gnn", "metis", "spectral", *RL_METHODS):
         t0 = time.perf_counter()
-        parts = partitions[method] = bisect(adj, method, model=model)
+        if method in RL_METHODS:
+            parts = rl_partition(adj, 2, agent, start=RL_METHODS[method], gnn_model=model)
+        else:
+            parts = bisect(adj, method, model=model)
+        seconds = time.perf_counter() - t0
+        partitions[method] = parts
         r = evaluate(adj, parts)
         titles[method] = f"{method}: normalized cut {r['normalized_cut']:.4f}, balance {r['balance']:.2f}"
-        write_partition(out_dir / f"{method}.part", parts)
-        note = ", first call: includes compiling the per-level functions" if method == "gnn" else ""
+        write_partition(out_dir / f"{method.replace('+', '_')}.part", parts)
+        note = f", first call: includes {first_call[method]}" if method in first_call else ""
         print(f"   {method:8s} normalized cut {r['normalized_cut']:.4f}  cut {r['cut']:.0f}  "
-              f"balance {r['balance']:.3f}  ({time.perf_counter() - t0:.2f} s{note})")
+              f"balance {r['balance']:.3f}  ({seconds:.2f} s{note})")
     print(f"   picture: {plot_partitions(adj, points, partitions, out_dir / 'partitions.png', titles)}")
     from jaxsafe.graphs.ordering import fill_in, order
 
     print("   sparse ordering of the same graph (fill-in nnz(L)+nnz(U), SuperLU):")
-    for method in ("natural", "metis", "nd-metis-bisect"):
+    for method in ("natural", "metis", "nd-metis-bisect", "nd-rl"):
+        t0 = time.perf_counter()
         perm = order(adj, method)
-        print(f"   {method:16s} fill-in {fill_in(adj, perm):>9,d}")
+        seconds = time.perf_counter() - t0
+        note = ", first call: includes loading the separator agent, compiling its rollout" if method == "nd-rl" else ""
+        print(f"   {method:16s} fill-in {fill_in(adj, perm):>9,d}  ({seconds:.2f} s{note})")
