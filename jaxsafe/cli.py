@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from jaxsafe.errors import UserError
@@ -58,6 +59,23 @@ def open_unit_interval(text: str) -> float:
     if not 0.0 < value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in (0, 1), got {value:g}")
     return value
+
+
+def add_run_arguments(p: argparse.ArgumentParser, *, config_help: str, out_help: str, overrides_help: str,
+                      overwrite: bool = True) -> None:
+    """The arguments of every command that runs a configured job into a run directory.
+
+    ``--config`` (a YAML file for :func:`jaxsafe.config.load_config`), ``--out``, ``--resume``,
+    ``--overwrite`` (when the command stages its output with :class:`jaxsafe.io.StagedDir`)
+    and trailing ``key=value`` overrides, with one wording across commands.
+    """
+    p.add_argument("--config", type=Path, default=None, help=config_help)
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--resume", action="store_true", help="finish an interrupted run of --out from its checkpoints")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace a finished run in --out; the old one stays until the new one is complete")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
 
 
 class _Parser(argparse.ArgumentParser):

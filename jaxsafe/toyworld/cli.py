@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from jaxsafe.cli import add_run_arguments
 
 
 def register(subparsers) -> None:
@@ -17,13 +18,10 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="toyworld_command", metavar="ACTION", parser_class=type(p))
     sub.required = True
     b = sub.add_parser("build", help="generate the world, its files and the base/control models; print their accuracies")
-    b.add_argument("--out", type=Path, required=True, help="output folder (layout: see docs/toyworld.md)")
+    add_run_arguments(b, config_help="YAML build config (default: built-in, = configs/toyworld/default.yaml)",
+                      out_help="output folder (layout: see docs/toyworld.md)",
+                      overrides_help="config overrides, e.g. train.steps=100")
     b.add_argument("--seed", type=int, default=None, help="world and training seed (default: the config's, 0)")
-    b.add_argument("--config", type=Path, default=None, help="YAML build config (default: built-in, = configs/toyworld/default.yaml)")
-    b.add_argument("--resume", action="store_true", help="finish an interrupted build of OUT (same config)")
-    b.add_argument("--overwrite", action="store_true",
-                   help="replace the world in OUT; the old one stays until the new one is complete")
-    b.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.steps=100")
     b.set_defaults(func=run_build)
 
 

@@ -13,6 +13,7 @@ import json
 import time
 from pathlib import Path
 
+from jaxsafe.cli import add_run_arguments
 from jaxsafe.errors import UserError
 
 
@@ -20,11 +21,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("unlearn", help="remove hazardous knowledge from a model (RMU)")
     methods = p.add_subparsers(dest="method", metavar="METHOD", required=True)
     r = methods.add_parser("rmu", help="representation misdirection for unlearning (Li et al. 2024)")
-    r.add_argument("--config", type=Path, default=None, help="YAML config, e.g. configs/rmu/toyworld.yaml (without one: built-in defaults plus the overrides)")
-    r.add_argument("--out", type=Path, required=True, help="run directory: metrics, checkpoints, model/, results.json")
-    r.add_argument("--resume", action="store_true", help="finish an interrupted run of --out from its last checkpoint")
-    r.add_argument("--overwrite", action="store_true", help="replace a finished run in --out; the old one stays until the new one is complete")
-    r.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=20 alpha=50")
+    add_run_arguments(r, config_help="YAML config, e.g. configs/rmu/toyworld.yaml (without one: built-in defaults plus the overrides)",
+                      out_help="run directory: metrics, checkpoints, model/, results.json",
+                      overrides_help="config overrides, e.g. steps=20 alpha=50")
     r.set_defaults(func=run_rmu)
 
 
