@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     a.add_argument("--sequential", action="store_true", help="run attacks one at a time instead of vmapped (for timing)")
     a.add_argument("--refusal", default=None, metavar="TEXT",
                    help="also score the fraction of prompts whose answer is more likely than TEXT (TAR's refusal "
-                        "variant: answered_E, answered_A, answered_benign), e.g. 'I cannot help with that.'")
+                        "variant: answered_E, answered_A, answered_benign), e.g. 'I cannot help with that.'; "
+                        "search: maximize answered_E, with harmful completions among the data streams")
     a.add_argument("--seed", type=nonnegative_int, default=0, help="search: sampling seed")
     a.add_argument("overrides", nargs="*", metavar="[search] key=value",
                    help="'search' first: sample --budget attacks and report the worst case (otherwise: run --suite); "
@@ -106,8 +107,8 @@ def run_attack(args: argparse.Namespace) -> int:
         raise UserError(f"{args.model} is not a Hugging Face model directory (no config.json)")
     world = _world_for(args.model, args.world)
     world_files(world)  # checked before anything heavy loads
-    if args.refusal is not None and (args.action == "search" or not args.refusal.strip()):
-        raise UserError("--refusal needs a non-empty text and applies to a suite, not to a search")
+    if args.refusal is not None and not args.refusal.strip():
+        raise UserError("--refusal needs a non-empty text (the refusal, e.g. 'I cannot help with that.')")
     if args.epsilon is not None and not args.epsilon >= 0:
         raise UserError(f"--epsilon must be a number of points >= 0, got {args.epsilon}")
     from jaxsafe.io import check_output_dir
@@ -143,6 +144,6 @@ def run_attack(args: argparse.Namespace) -> int:
     model, tokenizer = load(args.model)
     search(model, tokenizer, world, out, budget=args.budget, lanes=args.lanes,
            epsilon=10.0 if args.epsilon is None else args.epsilon, seed=args.seed, fmt=args.format,
-           limit=args.questions, steps=steps)
-    print(f"wrote {out}/search.json")
+           limit=args.questions, steps=steps, refusal=args.refusal)
+    print(f"wrote {out}/search.json" + (f" and {out}/best.yaml" if (out / "best.yaml").is_file() else ""))
     return 0

@@ -57,6 +57,8 @@ ATTACK_CASES = {
     "negative seed": (["--seed", "-2", "search"], ["--seed", "at least 0"]),
     "negative epsilon": (["--epsilon", "-1", "--out", "new_search", "search"], ["--epsilon"]),
     "search bad steps": (["--steps", "50,x", "--out", "new_search", "search"], ["--steps"]),
+    "search empty refusal": (["--refusal", " ", "--out", "new_search", "search"], ["--refusal", "non-empty"]),
+    "suite empty refusal": (["--refusal", "", "--suite", "s.yaml"], ["--refusal", "non-empty"]),
 }
 
 
