@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from jaxsafe.cli import nonnegative_int, positive_int
+from jaxsafe.cli import add_run_arguments, nonnegative_int, positive_int
 from jaxsafe.errors import UserError
 
 # The choices of the partition/order options, spelled out here so that building the
@@ -69,17 +69,12 @@ def register(subparsers) -> None:
     g = subparsers.add_parser("graphs", help="graph-partitioning tools (train the GNN bisector)")
     gsub = g.add_subparsers(dest="graphs_command", metavar="COMMAND")
     t = gsub.add_parser("train", help="train paper A's embedding and partitioning modules on Delaunay graphs")
-    t.add_argument("--out", type=Path, required=True, help="run directory")
-    t.add_argument("--resume", action="store_true", help="finish an interrupted run of --out")
-    t.add_argument("--overwrite", action="store_true", help="replace a finished run in --out; the old one stays until the new one is complete")
-    t.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in, = configs/graphs/train.yaml)")
-    t.add_argument("overrides", nargs="*", help="key=value overrides, e.g. embedding.epochs=5")
+    add_run_arguments(t, config_help="YAML config (default: built-in, = configs/graphs/train.yaml)",
+                      out_help="run directory", overrides_help="key=value overrides, e.g. embedding.epochs=5")
     t.set_defaults(func=run_train)
     r = gsub.add_parser("train-rl", help="train paper B's RL agent (refinement, separator or coarsest-graph) with A2C")
-    r.add_argument("--out", type=Path, required=True, help="run directory")
-    r.add_argument("--resume", action="store_true", help="finish an interrupted run of --out")
-    r.add_argument("--config", type=Path, default=None, help="YAML config (default: built-in RLTrainConfig)")
-    r.add_argument("overrides", nargs="*", help="key=value overrides, e.g. agent.task=separator steps=50")
+    add_run_arguments(r, config_help="YAML config (default: built-in RLTrainConfig)", out_help="run directory",
+                      overrides_help="key=value overrides, e.g. agent.task=separator steps=50", overwrite=False)
     r.set_defaults(func=run_train_rl)
     g.set_defaults(func=lambda args: (g.print_help(), 2)[1])
 
