@@ -35,6 +35,13 @@ def test_metis_round_trip(tmp_path):
     assert (read_graph(tmp_path / "g.graph") != adj).nnz == 0
 
 
+def test_metis_vertex_and_edge_weights_comments_and_blank_lines(tmp_path):
+    # fmt 011: each line "vertex weight, then neighbour/weight pairs"; vertex 3 has no neighbours
+    p = _write(tmp_path, "g.graph", "% a comment\n4 2 011\n5 2 1.5 4 2\n% inside\n7 1 1.5\n1\n2 1 2\n\n\n")
+    assert read_graph(p).toarray().tolist() == [[0, 1.5, 0, 2], [1.5, 0, 0, 0], [0, 0, 0, 0], [2, 0, 0, 0]]
+    assert read_graph(p, pattern=True).toarray().tolist() == [[0, 1, 0, 1], [1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]]
+
+
 def test_edge_list_and_graphs_tuple(tmp_path):
     p = _write(tmp_path, "g.edges", "# comment\n0 1 1\n1 2 3.0\n2 0 2\n")
     a = read_graph(p)
@@ -55,6 +62,9 @@ def test_edge_list_and_graphs_tuple(tmp_path):
     ("g.graph", "3 2\n2\n1 3\n5\n", ":4:", "out of range"),
     ("g.graph", "3 5\n2\n1 3\n2\n", ":1:", "edges"),
     ("g.graph", "3 2 001\n2 1\n1 1 3\n", ":3:", "odd"),
+    ("g.graph", "3 2\n2\n1 99999999999999999999\n2\n", ":3:", "out of range"),
+    ("g.graph", "3 2\n2\n1 3\n2\n2\n", ":5:", "more vertex lines"),
+    ("g.graph", "3 2\n2\n1 x\n2\n", ":3:", "not a number"),
     ("g.edges", "0 1\n1 2 3 4\n", ":2:", "expected"),
     ("g.edges", "0 1\n-1 2\n", ":2:", "non-negative"),
 ])
