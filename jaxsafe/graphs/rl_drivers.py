@@ -92,14 +92,14 @@ def state_labels(st):
 def policy(model: ActorCritic, task: str, ep: E.Episode, st, ell: bool = False, locked: jax.Array | None = None):
     """``(masked logits, value, allowed)`` of the agent in state ``st``; ``locked`` vertices are not allowed.
 
-    ``ell``: SAGE layers aggregate on the ELL slots (row gathers, faster on CPU than
-    the scatter-add) when there are at most 16 slots. Used by the unbatched greedy
-    rollout only: SAGEConv unrolls one gather per slot, and XLA took minutes to
-    compile the ``vmap``ped rollout with it (64 slots; also 3 min in one nested
-    dissection run with ≤ 16).
+    ``ell``: SAGE layers aggregate on the ELL slots (gathers, faster on CPU than the
+    scatter-add; :func:`~jaxsafe.graphs.layers.ell_sum`). Used by the unbatched greedy
+    rollout only: with up to 16 slots SAGEConv unrolls one gather per slot, and XLA
+    took minutes to compile the ``vmap``ped rollout with that (64 slots; also 3 min
+    in one nested dissection run with ≤ 16).
     """
     _, _, allowed, features = ENVS[task]
-    ell = ell and model.cfg.kind == "sage" and ep.nbr.shape[-1] <= 16
+    ell = ell and model.cfg.kind == "sage"
     logits, value = model(E.region_graph(ep, ell=ell), features(ep, st), ep.movable)
     ok = allowed(ep, st)
     if locked is not None:
