@@ -143,3 +143,30 @@ def test_tiny_known_answer():
     st, r = E.refine_step(ep, st, jnp.int32(1))
     assert float(r) == pytest.approx(1.2 - 2 / 3, abs=1e-6)
     assert float(E.partition_objective(st.cut, st.vol, st.size, ep.targets, "qc")) == pytest.approx(1.0)
+
+
+def test_compact_region_edges_are_the_region_subgraph_and_give_the_same_logits():
+    from flax import nnx
+
+    from jaxsafe.graphs.rl_agents import ActorCritic
+    from jaxsafe.graphs.rl_config import AgentConfig
+
+    adj, _ = delaunay(1500, seed=5)
+    w = adj.copy()
+    w.data = np.random.default_rng(0).uniform(0.5, 2.0, w.nnz)
+    adj = (w + w.T).tocsr()  # weighted, symmetric
+    ep, sub = E.extract_episode(adj, metis_parts(adj, 2, 0))
+    senders, receivers, weights = E.region_edges(ep)
+    real = weights > 0
+    region = sub[: int(ep["movable"].sum())]
+    # by hand from scipy: the region's induced subgraph, both directions, its weights
+    expected = adj[region][:, region].tocoo()
+    got = sp.coo_matrix((weights[real], (receivers[real], senders[real])), shape=(len(region),) * 2)
+    assert real.sum() == expected.nnz and abs(got - expected).max() < 1e-6
+    assert len(weights) >= 1024 and (senders[~real] == ep["nbr"].shape[0] - 1).all()
+    agent = ActorCritic(AgentConfig(kind="sage"), rngs=nnx.Rngs(3))
+    jep = E.to_jax(ep)
+    x = E.refine_features(jep, E.refine_reset(jep))
+    slots, _ = agent(E.region_graph(jep), x, jep.movable)
+    compact, _ = agent(E.region_graph(jep, jax.device_put((senders, receivers, weights))), x, jep.movable)
+    np.testing.assert_allclose(np.asarray(compact)[: len(region)], np.asarray(slots)[: len(region)], rtol=1e-5, atol=1e-6)
