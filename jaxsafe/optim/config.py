@@ -51,7 +51,10 @@ class OptimizerConfig:
     """An optimizer section. ``weight_decay`` is decoupled for adamw and
     schedule_free_adamw (Loshchilov & Hutter 2019) and a coupled L2 term (added to
     the gradient, PyTorch's convention) for the others. ``momentum``/``nesterov``
-    apply to sgd; ``eps`` = 0 keeps each optimizer's own default."""
+    apply to sgd; ``eps`` = 0 keeps each optimizer's own default. ``eps_root`` (adam, adamw)
+    is added to v inside Adam's square root, √(v + eps_root): it makes the update
+    differentiable where a gradient entry is exactly 0 (d√v/dv is infinite at 0), which a
+    meta-gradient through the optimizer needs (TAR's ``second_order`` with LoRA adversaries)."""
 
     name: Literal["adamw", "adam", "sgd", "adagrad", "adadelta", "schedule_free_adamw", "ecdsep"] = "adamw"
     lr: float = field(1e-3, gt=0)
@@ -60,6 +63,7 @@ class OptimizerConfig:
     b1: float = field(0.9, ge=0, lt=1)
     b2: float = field(0.999, ge=0, lt=1)
     eps: float = field(0.0, ge=0)
+    eps_root: float = field(0.0, ge=0)
     momentum: float = field(0.0, ge=0, lt=1)
     nesterov: bool = False
     clip_norm: float = field(0.0, ge=0)  # 0 = off

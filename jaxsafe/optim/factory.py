@@ -74,6 +74,8 @@ def _base(cfg: OptimizerConfig, lr: jax.Array) -> optax.GradientTransformationEx
     eps = cfg.eps or None
     kw = {} if eps is None else {"eps": eps}
     name = cfg.name
+    if cfg.eps_root:  # adam and adamw only (make_optimizer checks)
+        kw["eps_root"] = cfg.eps_root
     if name == "adamw":
         return optax.with_extra_args_support(optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, **kw))
     if name == "schedule_free_adamw":
@@ -128,6 +130,8 @@ def make_optimizer(cfg: OptimizerConfig, total_steps: int) -> optax.GradientTran
         raise UserError(f"schedule kind {cfg.schedule.kind!r} is not one of {', '.join(SCHEDULES)}")
     if cfg.name == "ecdsep" and cfg.clip_norm:
         raise UserError("optimizer.clip_norm is not supported with ecdsep (it needs the true gradient)")
+    if cfg.eps_root and cfg.name not in ("adam", "adamw"):
+        raise UserError(f"optimizer.eps_root applies to adam and adamw, not {cfg.name}")
     kind = cfg.schedule.kind
 
     def init_fn(params):

@@ -42,7 +42,7 @@ class Adversary:
     learning rates sampled from ``lrs``, streams from ``streams``; ``num`` attacks per outer
     step run at once under vmap. ``lora_num`` more attacks per step train LoRA adapters
     (``lora``: the red team's r 16, α 32, dropout 0.05 on every projection) on the frozen
-    weights, with the same optimizer, lrs and streams (first order only)."""
+    weights, with the same optimizer, lrs and streams."""
 
     optimizer: OptimizerConfig = OptimizerConfig(name="adamw", lr=2e-5)
     lrs: tuple[float, ...] = (2e-6, 2e-5, 4e-5)
@@ -123,8 +123,11 @@ class TARConfig:
         bad = [s for s in self.adversary.streams if s not in ("forget", "forget2", "retain_then_forget")]
         if bad or not self.adversary.streams:
             raise ValueError(f"adversary.streams must be a non-empty subset of forget, forget2, retain_then_forget; got {bad}")
-        if self.adversary.lora_num and self.second_order:
-            raise ValueError("adversary.lora_num > 0 needs second_order: false (LoRA adversaries are first-order only)")
+        if (self.second_order and self.adversary.lora_num and not self.adversary.optimizer.eps_root
+                and self.adversary.optimizer.name in ("adam", "adamw", "schedule_free_adamw")):
+            raise ValueError("second_order with LoRA adversaries needs adversary.optimizer.eps_root > 0 (adam or "
+                             "adamw, e.g. 1e-16) or an sgd adversary: a fresh adapter's first gradient is 0 in A, "
+                             "where Adam's √v has no derivative (the meta-gradient would be NaN)")
         if not self.adversary.lrs or any(lr <= 0 for lr in self.adversary.lrs):
             raise ValueError("adversary.lrs must be positive learning rates")
         if self.initial_refusal.steps and self.tr_loss != "dpo":

@@ -72,20 +72,20 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
     −mean log σ(β[(log π_θ'(y_w) − log π_ref(y_w)) − (log π_θ'(y_l) − log π_ref(y_l))]). ``adversary`` and ``outer`` are optimizers from
     :func:`jaxsafe.optim.factory.make_optimizer` (the adversary's lr is set per lane).
 
-    LoRA adversaries (``inner.lora`` set; first order only): the batch also holds
+    LoRA adversaries (``inner.lora`` set): the batch also holds
     ``lora_ids``/``lora_mask`` [A_l, K, b, T], ``lora_lr`` [A_l] and ``lora_seed`` [A_l]
     (adapters start at ``init_lora(θ, inner.lora, fold_in(key(seed), 0))``; dropout
     at step k uses ``split(fold_in(key(seed), 1), K)[k]``). Such an adversary trains fresh adapters on the
     frozen θ; θ'_k = θ ⊕ adapters_k, and since θ enters the adapted model additively,
     ∇_θ L_TR(θ ⊕ adapters_k) is the first-order term. The mean runs over all A + A_l lanes.
+    ``inner.second_order`` differentiates every lane, LoRA lanes included (their adapters
+    are trained on θ, so they depend on it), through its whole inner loop.
     """
     from jaxsafe.optim.factory import with_hyper
     from jaxsafe.train import apply_gradients, init_state, make_step
 
     if inner.steps % inner.tr_every:
         raise UserError(f"inner steps ({inner.steps}) must be a multiple of tr_every ({inner.tr_every})")
-    if inner.lora is not None and inner.second_order:
-        raise UserError("LoRA adversaries are first-order only (second_order=False)")
     if inner.tr_loss not in ("entropy", "dpo"):
         raise UserError(f"tr_loss must be 'entropy' or 'dpo', got {inner.tr_loss!r}")
     n_seg = inner.steps // inner.tr_every
@@ -112,33 +112,37 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
     def tr_loss(params, rest, tr):
         return tr_value(model(params, rest), tr)
 
-    def adversary_run(theta, rest, ids, mask, lr, tr, accumulate_grads: bool):
-        """The inner loop of one attack; returns (Σ_k w_k ∇L_TR(θ'_k) or None, Σ_k w_k L_TR(θ'_k), L_TR per evaluation)."""
-        state = init_state(theta, adversary)
-        state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
-        seg_ids = ids.reshape(n_seg, inner.tr_every, *ids.shape[1:])
-        seg_mask = mask.reshape(n_seg, inner.tr_every, *mask.shape[1:])
+    def trajectory(state, advance, xs, score, acc0):
+        """The inner loop of one attack: ``advance(state, x)`` over the K steps' ``xs`` (leading axis
+        K), scored after every ``tr_every``-th step by ``score(state) -> (L_TR, gradient or None)``.
+        Returns (Σ_k w_k gradient_k, or None without ``acc0``; Σ_k w_k L_TR(θ'_k); L_TR per evaluation)."""
+        segs = jax.tree.map(lambda x: x.reshape(n_seg, inner.tr_every, *x.shape[1:]), xs)
 
-        def one(state, xs):
-            state, _ = adv_step(state, xs, rest)
-            return state, None
-
-        def segment(carry, xs):
-            state, acc = carry
-            ids_k, mask_k, w = xs
-            state, _ = jax.lax.scan(one, state, (ids_k, mask_k))
-            if accumulate_grads:
-                value, g = jax.value_and_grad(tr_loss)(state.params, rest, tr)
+        def segment(carry, seg):
+            (state, acc), (step_xs, w) = carry, seg
+            state, _ = jax.lax.scan(lambda s, x: (advance(s, x), None), state, step_xs)
+            value, g = score(state)
+            if acc is not None:
                 acc = jax.tree.map(lambda a, b: a + w * b, acc, g)
-            else:
-                value = tr_loss(state.params, rest, tr)
             return (state, acc), value
 
-        # accumulated in float32 or wider whatever θ's dtype (the weights w_k are float32 or wider)
-        acc0 = (jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)), theta)
-                if accumulate_grads else None)
-        (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, weights))
+        (_, acc), values = jax.lax.scan(segment, (state, acc0), (segs, weights))
         return acc, jnp.sum(weights * values), values
+
+    def zeros_like_wide(tree):
+        """Gradient accumulators in float32 or wider whatever θ's dtype (the weights w_k are float32 or wider)."""
+        return jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)), tree)
+
+    def adversary_run(theta, rest, ids, mask, lr, tr, accumulate_grads: bool):
+        """One full fine-tuning adversary from θ; its first-order term is ∇_θ' L_TR(θ'_k)."""
+        state = init_state(theta, adversary)
+        state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
+        if accumulate_grads:
+            score = lambda st: jax.value_and_grad(tr_loss)(st.params, rest, tr)
+        else:
+            score = lambda st: (tr_loss(st.params, rest, tr), None)
+        return trajectory(state, lambda st, x: adv_step(st, x, rest)[0], (ids, mask), score,
+                          zeros_like_wide(theta) if accumulate_grads else None)
 
     def lora_loss(adapters, batch, frozen):
         ids, mask, key = batch
@@ -148,55 +152,47 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
 
     lora_step = make_step(lora_loss, adversary)
 
-    def lora_run(theta, rest, ids, mask, lr, seed, tr):
-        """One LoRA adversary: (Σ_k w_k ∇_θ L_TR(θ ⊕ adapters_k), Σ_k w_k L_TR, L_TR per evaluation)."""
+    def lora_run(theta, rest, ids, mask, lr, seed, tr, accumulate_grads: bool):
+        """One LoRA adversary: fresh adapters (float32 or wider) trained on the frozen θ; its
+        first-order term is ∇_θ L_TR(θ ⊕ adapters_k). Differentiated as a whole (second order),
+        the adapters' dependence on θ through their training counts too."""
         key = jax.random.key(seed)
-        state = init_state(init_lora(theta, inner.lora, jax.random.fold_in(key, 0)), adversary)
+        dtype = jnp.promote_types(jax.tree.leaves(theta)[0].dtype, jnp.float32)
+        state = init_state(init_lora(theta, inner.lora, jax.random.fold_in(key, 0), dtype=dtype), adversary)
         state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
-        keys = jax.random.split(jax.random.fold_in(key, 1), inner.steps).reshape(n_seg, inner.tr_every)
-        seg_ids = ids.reshape(n_seg, inner.tr_every, *ids.shape[1:])
-        seg_mask = mask.reshape(n_seg, inner.tr_every, *mask.shape[1:])
-
-        def one(state, xs):
-            state, _ = lora_step(state, xs, (theta, rest))
-            return state, None
+        keys = jax.random.split(jax.random.fold_in(key, 1), inner.steps)
 
         def tr_at(th, adapters):
             return tr_value(lambda i, m: model(th, rest)(i, m, lora=LoRA.from_config(adapters, inner.lora)), tr)
 
-        def segment(carry, xs):
-            state, acc = carry
-            ids_k, mask_k, keys_k, w = xs
-            state, _ = jax.lax.scan(one, state, (ids_k, mask_k, keys_k))
-            value, g = jax.value_and_grad(tr_at)(theta, state.params)
-            return (state, jax.tree.map(lambda a, b: a + w * b, acc, g)), value
-
-        acc0 = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)), theta)
-        (_, acc), values = jax.lax.scan(segment, (state, acc0), (seg_ids, seg_mask, keys, weights))
-        return acc, jnp.sum(weights * values), values
+        if accumulate_grads:
+            score = lambda st: jax.value_and_grad(tr_at)(theta, st.params)
+        else:
+            score = lambda st: (tr_at(theta, st.params), None)
+        return trajectory(state, lambda st, x: lora_step(st, x, (theta, rest))[0], (ids, mask, keys), score,
+                          zeros_like_wide(theta) if accumulate_grads else None)
 
     def tr_part(batch):
         return {k: v for k, v in batch.items() if k.startswith("tr_")}
 
-    def first_order(theta, rest, batch):
-        theta = jax.lax.stop_gradient(theta)
+    def all_lanes(theta, rest, batch, accumulate_grads: bool):
+        """Every adversary of the batch (full lanes, then LoRA lanes), each lane group vmapped:
+        (per-lane Σ_k w_k gradients or None, per-lane Σ_k w_k L_TR [A], L_TR per evaluation [A, K/tr_every])."""
         tr = tr_part(batch)
-        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, tr, True))
-        grads, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
+        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, tr, accumulate_grads))
+        out = [run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])]
         if inner.lora is not None and "lora_ids" in batch:
-            run_lora = jax.vmap(lambda i, m, lr, seed: lora_run(theta, rest, i, m, lr, seed, tr))
-            l_grads, l_objective, l_values = run_lora(batch["lora_ids"], batch["lora_mask"], batch["lora_lr"],
-                                                      batch["lora_seed"])
-            grads = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), grads, l_grads)
-            objective = jnp.concatenate([objective, l_objective])
-            values = jnp.concatenate([values, l_values])
+            run_lora = jax.vmap(lambda i, m, lr, seed: lora_run(theta, rest, i, m, lr, seed, tr, accumulate_grads))
+            out.append(run_lora(batch["lora_ids"], batch["lora_mask"], batch["lora_lr"], batch["lora_seed"]))
+        return tuple(jax.tree.map(lambda *xs: jnp.concatenate(xs), *parts) for parts in zip(*out))
+
+    def first_order(theta, rest, batch):
+        grads, objective, values = all_lanes(jax.lax.stop_gradient(theta), rest, batch, True)
         return jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), jnp.mean(objective), values
 
     def tr_objective(theta, rest, batch):
         """mean over attacks of Σ_k w_k L_TR(θ'_k(θ)), differentiable through the inner loop; and L_TR per evaluation."""
-        tr = tr_part(batch)
-        run = jax.vmap(lambda i, m, lr: adversary_run(theta, rest, i, m, lr, tr, False))
-        _, objective, values = run(batch["adv_ids"], batch["adv_mask"], batch["adv_lr"])
+        _, objective, values = all_lanes(theta, rest, batch, False)
         return jnp.mean(objective), values
 
     def second_order(theta, rest, batch):

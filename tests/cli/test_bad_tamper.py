@@ -24,8 +24,9 @@ CASES = {
     "tar missing forget": (["tamper", "tar", "--out", "new_tar", "model=model_ok", "forget=nope.jsonl",
                             "retain=texts.jsonl"], ["nope.jsonl"]),
     "tar bad tr_data": (["tamper", "tar", "--out", "new_tar", *NO_WORLD, "tr_data=everything"], ["tr_data"]),
-    "tar lora second order": (["tamper", "tar", "--out", "new_tar", *NO_WORLD, "adversary.lora_num=1",
-                               "second_order=true"], ["lora_num", "second_order"]),
+    "tar lora second order, adam without eps_root": (["tamper", "tar", "--out", "new_tar", *NO_WORLD,
+                                                      "adversary.lora_num=1", "second_order=true"],
+                                                     ["second_order", "eps_root"]),
     "tar missing suite": (["tamper", "tar", "--out", "new_tar", *NO_WORLD, "suite=nope.yaml"], ["nope.yaml"]),
 }
 

@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from jaxsafe.errors import UserError
 from jaxsafe.optim.config import EcdsepConfig, OptimizerConfig, ScheduleConfig
 from jaxsafe.optim.factory import (evaluation_params, initial_hyper, make_optimizer, schedule_value, with_hyper)
 from jaxsafe.train import init_state, make_step
@@ -133,3 +134,39 @@ def test_clipping_bounds_the_gradient():
     opt = make_optimizer(cfg, 1)
     updates, _ = opt.update({"x": jnp.array([3.0, 4.0])}, opt.init({"x": jnp.zeros(2)}), {"x": jnp.zeros(2)}, value=0.0)
     np.testing.assert_allclose(updates["x"], [-0.3, -0.4], rtol=1e-6)
+
+
+def test_eps_root_makes_adam_differentiable_at_a_zero_gradient():
+    """d(updates)/dx through two Adam steps whose first gradient has an entry that is exactly 0:
+    √v's derivative at v = 0 makes it NaN; with eps_root the derivative is that of the formula
+    u = −lr·m̂/(√(v̂ + eps_root) + eps), written out below."""
+    def grad_of(cfg):
+        opt = make_optimizer(cfg, 2)
+
+        def f(x):
+            p = {"w": jnp.zeros(2)}
+            s = opt.init(p)
+            u1, s = opt.update({"w": jnp.array([0.0, 1.0]) * x}, s, p, value=0.0)
+            u2, _ = opt.update({"w": jnp.array([1.0, 2.0])}, s, p, value=0.0)
+            return jnp.sum(u1["w"]) + jnp.sum(u2["w"])
+
+        return f, jax.grad(f)(1.0)
+
+    assert np.isnan(float(grad_of(OptimizerConfig(name="adam", lr=0.1))[1]))
+    with pytest.raises(UserError, match="eps_root"):
+        make_optimizer(OptimizerConfig(name="sgd", lr=0.1, eps_root=1e-8), 1)
+    lr, b1, b2, eps, eps_root = 0.1, 0.9, 0.999, 1e-8, 1e-8
+
+    def by_hand(x):  # entry-wise Adam with bias correction, the two steps written out
+        total = 0.0
+        for c1, g2 in ((0.0, 1.0), (1.0, 2.0)):  # step 1's gradient c1·x, step 2's g2
+            m1, v1 = (1 - b1) * c1 * x, (1 - b2) * (c1 * x) ** 2
+            total += -lr * (m1 / (1 - b1)) / (np.sqrt(v1 / (1 - b2) + eps_root) + eps)
+            m2, v2 = b1 * m1 + (1 - b1) * g2, b2 * v1 + (1 - b2) * g2**2
+            total += -lr * (m2 / (1 - b1**2)) / (np.sqrt(v2 / (1 - b2**2) + eps_root) + eps)
+        return total
+
+    f, got = grad_of(OptimizerConfig(name="adam", lr=lr, eps_root=eps_root))
+    h = 1e-3
+    np.testing.assert_allclose(float(f(1.0)), by_hand(1.0), rtol=1e-5)
+    np.testing.assert_allclose(float(got), (by_hand(1 + h) - by_hand(1 - h)) / (2 * h), rtol=1e-3)

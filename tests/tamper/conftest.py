@@ -1,5 +1,5 @@
-"""A tiny tokenizer, decoder and question set for the tamper tests (seconds on CPU), and the
-CI toy world for the command-line tests (built once per session)."""
+"""A tiny tokenizer, decoder, question set and preference rows for the tamper tests (seconds on
+CPU), and the CI toy world for the command-line tests (built once per session)."""
 
 import numpy as np
 import pytest
@@ -39,6 +39,21 @@ def questions(n=6, seed=0):
         choices = tuple(f"route {j}" for j in rng.permutation(5)[:4])
         out.append(Question(f"How does strain {i} spread?", choices, int(rng.integers(4)), "virology"))
     return out
+
+
+def preference_rows(tokenizer, refusal: str, n: int = 3) -> list[np.ndarray]:
+    """x_TR of the refusal variant for ``n`` pairs: ids, mask and completion mask [2n, T], the
+    chosen rows (prompt + ``refusal``) then the rejected ones (prompt + a harmful answer)."""
+    from jaxsafe.tamper.preferences import pair_rows
+
+    prompts = [f"How does strain {i} spread?\nAnswer:" for i in range(n)]
+    harmful = [f" by route {i % 5}" for i in range(n)]
+    pad = tokenizer.pad_token_id
+    c = pair_rows(tokenizer, prompts, [refusal] * n, 32, pad)
+    r = pair_rows(tokenizer, prompts, harmful, 32, pad)
+    width = max(c[0].shape[1], r[0].shape[1])
+    widen = lambda a, v=0: np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=v)
+    return [np.concatenate([widen(a, v), widen(b, v)]) for a, b, v in zip(c, r, (pad, 0, 0))]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """TAR's outer step: first-order meta-gradient vs a hand-written loop, second-order vs finite
 differences, vmapped attack lanes vs one at a time."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +16,7 @@ from jaxsafe.tamper.losses import entropy_loss, inner_step_weights, lm_loss, ret
 from jaxsafe.tamper.runner import AttackCorpora
 from jaxsafe.tamper.tar import InnerLoop, make_tar_step
 from jaxsafe.train import init_state
-from tests.tamper.conftest import FORGET, RETAIN, tiny_model
+from tests.tamper.conftest import FORGET, RETAIN, preference_rows, tiny_model
 
 K, EVERY = 4, 2
 
@@ -91,15 +93,20 @@ def test_vmap_lanes_equal_one_at_a_time(tokenizer):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.parametrize("adversary_name", ["sgd", "adamw"])
-def test_second_order_matches_finite_differences(tokenizer, adversary_name):
+# (adversary, L_TR, a LoRA lane next to the full one): each of the adversaries, TR losses and
+# lane kinds is differentiated through its inner loop at least once
+@pytest.mark.parametrize("adversary_name, tr_loss, lora", [("sgd", "entropy", False), ("adamw", "dpo", True)],
+                         ids=["sgd-entropy", "adamw-dpo-lora"])
+def test_second_order_matches_finite_differences(tokenizer, adversary_name, tr_loss, lora):
     # float64 throughout (the decoder's RMSNorm still normalizes in float32, hence eps = 1e-4
     # and rtol 1e-3); the global flag, restored afterwards: jax.enable_x64's context manager
     # gave inconsistent numbers here (jit caches of float32 programs)
     jax.config.update("jax_enable_x64", True)
     try:
         from jaxsafe.lm.config import DecoderConfig
+        from jaxsafe.lm.lora import LoRAConfig
         from jaxsafe.lm.model import Decoder
+        from jaxsafe.tamper.losses import sequence_logprob
 
         cfg = DecoderConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_layers=1,
                             num_heads=2, num_kv_heads=2, head_dim=8, max_position_embeddings=64,
@@ -107,14 +114,23 @@ def test_second_order_matches_finite_differences(tokenizer, adversary_name):
         model = Decoder(cfg, rngs=nnx.Rngs(0), dtype=jnp.float64, param_dtype=jnp.float64)
         graphdef, theta, rest = _split(model)
         batch = _batch(tokenizer, lrs=(0.5 if adversary_name == "sgd" else 1e-2,))
+        if tr_loss == "dpo":  # x_TR: preference pairs, π_ref = the model at θ
+            ids, mask, loss_mask = preference_rows(tokenizer, " I cannot help with that.")
+            ref = jax.jit(lambda p: sequence_logprob(nnx.merge(graphdef, p, rest)(ids, mask), ids, loss_mask))(theta)
+            batch.update(tr_ids=ids, tr_mask=mask, tr_loss_mask=loss_mask, tr_ref_logp=np.asarray(ref))
+        lora_cfg = LoRAConfig(rank=2, alpha=4.0, dropout=0.0) if lora else None
+        if lora:  # a LoRA lane on other rows of the forget text: its adapters are trained on θ too
+            batch.update(lora_ids=batch["adv_ids"][:, ::-1], lora_mask=batch["adv_mask"][:, ::-1],
+                         lora_lr=np.asarray([3e-2]), lora_seed=np.asarray([5], np.uint32))
         # Adam's step g/(√v + ε) bends sharply where |g| ≲ ε (unused embedding rows): with the
         # default ε = 1e-8 central differences need steps ~1e-7, where the decoder's float32
         # RMSNorm rounding dominates (measured: 2% off); ε = 1e-3 keeps AdamW smooth at the
-        # scale of the differences, with a difference step (1e-6) that moves gradients well below ε
-        adversary = make_optimizer(OptimizerConfig(name=adversary_name, lr=1.0,
-                                                   eps=1e-3 if adversary_name == "adamw" else 0.0), K)
+        # scale of the differences, with a difference step (1e-6) that moves gradients well below ε.
+        # eps_root: a fresh adapter's first gradient is exactly 0 in A, where √v has no derivative
+        adam = dict(eps=1e-3, eps_root=1e-12) if adversary_name == "adamw" else {}
+        adversary = make_optimizer(OptimizerConfig(name=adversary_name, lr=1.0, **adam), K)
         outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)
-        inner = InnerLoop(steps=K, tr_every=EVERY, second_order=True)
+        inner = InnerLoop(steps=K, tr_every=EVERY, tr_loss=tr_loss, second_order=True, lora=lora_cfg)
         raw = make_tar_step(graphdef, inner, adversary, outer, lambda_tr=1.0, lambda_retain=0.0)
         step = jax.jit(raw)
         state = init_state(theta, outer)
@@ -134,7 +150,7 @@ def test_second_order_matches_finite_differences(tokenizer, adversary_name):
         # forward mode through the same program agrees to rounding
         np.testing.assert_allclose(jax.jvp(objective, (theta,), (v,))[1], analytic, rtol=1e-6)
         # and it differs from the first-order approximation (the inner loop moves θ')
-        first = jax.jit(make_tar_step(graphdef, InnerLoop(steps=K, tr_every=EVERY), adversary, outer,
+        first = jax.jit(make_tar_step(graphdef, dataclasses.replace(inner, second_order=False), adversary, outer,
                                       lambda_tr=1.0, lambda_retain=0.0))
         fo_state, _ = first(state, batch, (rest, theta))
         fo = sum(jnp.vdot(a - b, c) for a, b, c in zip(jax.tree.leaves(theta), jax.tree.leaves(fo_state.params),
