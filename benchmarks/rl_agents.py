@@ -3,6 +3,7 @@
     python benchmarks/rl_agents.py coarsest [--coarsest-agent W]   # coarsest-graph agent vs METIS
     python benchmarks/rl_agents.py separator --agent OLD --agent NEW  # separator agents vs METIS's vertex separator
     python benchmarks/rl_agents.py refine --agent A --agent B [--seed S]  # refinement agents on graph families
+    python benchmarks/rl_agents.py gnn --weights A --weights B [--seed S]  # GNN weights on graph families
 
 ``coarsest``: on each graph's heavy-edge hierarchy (to 100 vertices, seed 0), the
 normalized cut of the coarsest graph (fine degrees as volumes) bisected by METIS and by
@@ -15,6 +16,8 @@ with each agent over METIS NodeND (with the number of dissection blocks the agen
 ``refine``: NC over METIS's bisection of ``rl`` and ``metis+rl`` with each refinement
 agent on Delaunay, 2D/3D grids, Delaunay with holes and random geometric graphs (largest
 component); ``--seed`` draws another set of graphs of the same sizes (grids: jittered shapes).
+``gnn``: on the same graphs, NC over METIS's of ``gnn`` (sweep) and ``gnn+rl`` (the shipped
+refinement agent, or the first ``--agent``) with each GNN weights file.
 
 Quality is the headline, so results are always written (``"loaded"`` says whether the
 few seconds recorded can be trusted). Results: ``benchmarks/results/rl_agents_<mode>.json``.
@@ -167,17 +170,43 @@ def run_refine(args) -> dict:
             "seed": args.seed}
 
 
+def run_gnn(args) -> dict:
+    from jaxsafe.graphs.baselines import metis_parts
+    from jaxsafe.graphs.gnn import GNNBisector
+    from jaxsafe.graphs.partition import bisect, evaluate
+    from jaxsafe.graphs.rl_agents import ActorCritic
+    from jaxsafe.graphs.rl_drivers import rl_bisect
+
+    agent = ActorCritic.load(args.agent[0] if args.agent else None)
+    models = {(Path(p).parent.name if p else "shipped"): GNNBisector.load(p) for p in (args.weights or [None])}
+    rows = []
+    for family, name, adj in family_graphs(args.seed):
+        metis = evaluate(adj, metis_parts(adj, 2, 0))["normalized_cut"]
+        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": metis}
+        for label, model in models.items():
+            row[f"{label}/gnn"] = evaluate(adj, bisect(adj, "gnn", model=model))["normalized_cut"] / metis
+            row[f"{label}/gnn+rl"] = evaluate(adj, rl_bisect(adj, agent, start="gnn", gnn_model=model))["normalized_cut"] / metis
+        rows.append(row)
+        print(f"{family:17s} {name:12s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k), flush=True)
+    keys = [k for k in rows[0] if "/" in k]
+    summary = _summary(rows, keys)
+    _print_summary(summary, keys)
+    return {"rows": rows, "summary": summary, "weights": {k: str(p) for k, p in zip(models, args.weights or [None])},
+            "seed": args.seed}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("coarsest", "separator", "refine"))
+    ap.add_argument("mode", choices=("coarsest", "separator", "refine", "gnn"))
     ap.add_argument("--agent", type=Path, action="append", help="agent weights (repeat to compare; default: shipped)")
+    ap.add_argument("--weights", type=Path, action="append", help="gnn: GNN weights (repeat to compare; default: shipped)")
     ap.add_argument("--coarsest-agent", type=Path, default=None, help="coarsest-graph agent (default: shipped)")
     ap.add_argument("--seed", type=int, default=0, help="graph set (refine, coarsest): 0 = the reported one")
     ap.add_argument("--out", type=Path, default=None, help="results file (default benchmarks/results/rl_agents_<mode>.json)")
     add_arguments(ap)
     args = ap.parse_args()
     monitor = Monitor()
-    result = {"run_coarsest": run_coarsest, "run_separator": run_separator, "run_refine": run_refine}[f"run_{args.mode}"](args)
+    result = {"run_coarsest": run_coarsest, "run_separator": run_separator, "run_refine": run_refine, "run_gnn": run_gnn}[f"run_{args.mode}"](args)
     command = "python benchmarks/rl_agents.py " + " ".join(a for a in __import__("sys").argv[1:])
     out = args.out or ROOT / "benchmarks" / "results" / f"rl_agents_{args.mode}.json"
     write_results(out, {"command": command, **result}, monitor, allow_load=args.allow_load, speed=False)

@@ -12,6 +12,10 @@ from jaxsafe.config import field
 from jaxsafe.optim.config import OptimizerConfig
 
 
+# training graph families (jaxsafe.graphs.generators.family_graph), shared by the GNN and the RL agents
+FAMILIES = ("delaunay", "holes", "geometric", "grid2d", "grid3d")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Architecture and hierarchy settings (part of the weights file's metadata)."""
@@ -38,10 +42,14 @@ class PhaseConfig:
     # Adam, gradients clipped at norm 1
     optimizer: OptimizerConfig = field(OptimizerConfig(name="adam", lr=1e-3, clip_norm=1.0))
     accumulate: int = field(5, ge=1)
+    # drawn in turn (generators.family_graph); wide_fraction applies to the Delaunay ones
+    families: tuple[str, ...] = field(("delaunay",), choices=FAMILIES)
 
     def __post_init__(self):
         if self.n_min > self.n_max:
             raise ValueError(f"n_min ({self.n_min}) must not exceed n_max ({self.n_max})")
+        if not self.families:
+            raise ValueError("families must name at least one graph family")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -91,3 +91,29 @@ def random_geometric(n: int, radius: float | None = None, seed: int = 0) -> tupl
     pts = np.random.default_rng(seed).random((n, 2))
     pairs = cKDTree(pts).query_pairs(radius, output_type="ndarray")
     return _from_edges(pairs[:, 0], pairs[:, 1], n), pts
+
+
+def family_graph(family: str, n: int, seed: int, rng: np.random.Generator, width: float = 1.0) -> sp.csr_matrix:
+    """A connected training graph of about ``n`` vertices from one of ``config.FAMILIES``.
+
+    ``delaunay`` (in ``[0, width]×[0, 1]``), ``holes`` (1–4 holes, largest component),
+    ``geometric`` (largest component), ``grid2d`` (aspect ratio in [1, 2]), ``grid3d``
+    (sides within ×0.8–1.25 of ``n^(1/3)``). ``seed`` fixes the points; ``rng`` draws the
+    hole count and grid shapes (nothing for Delaunay, so callers keep their draw order).
+    """
+    from jaxsafe.graphs.partition import largest_component
+
+    if family == "delaunay":
+        return delaunay(n, width, 1.0, seed=seed)[0]
+    if family == "holes":
+        return largest_component(delaunay_with_holes(n, int(rng.integers(1, 5)), seed=seed)[0])
+    if family == "geometric":
+        return largest_component(random_geometric(n, seed=seed)[0])
+    if family == "grid2d":
+        aspect = rng.uniform(1.0, 2.0)
+        nx = max(int(round(np.sqrt(n * aspect))), 2)
+        return grid2d(nx, max(n // nx, 2))[0]
+    if family == "grid3d":
+        side = rng.uniform(0.8, 1.25, 3) * n ** (1 / 3)
+        return grid3d(*(max(int(round(x)), 2) for x in side))[0]
+    raise UserError(f"unknown graph family '{family}'")

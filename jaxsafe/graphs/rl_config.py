@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxsafe.config import field
+from jaxsafe.graphs.config import FAMILIES
 from jaxsafe.optim.config import OptimizerConfig
 
 
@@ -21,9 +22,6 @@ class AgentConfig:
     @property
     def in_features(self) -> int:
         return {"refine": 5, "separator": 7, "coarsest": 7}[self.task]
-
-
-FAMILIES = ("delaunay", "holes", "geometric", "grid2d", "grid3d")
 
 
 @dataclasses.dataclass(frozen=True)

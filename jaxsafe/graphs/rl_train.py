@@ -25,9 +25,8 @@ from flax import nnx
 from jaxsafe.graphs import rl_env as E
 from jaxsafe.graphs.baselines import metis_parts
 from jaxsafe.graphs.coarsen import build_hierarchy
-from jaxsafe.graphs.generators import delaunay, delaunay_with_holes, grid2d, grid3d, random_geometric
+from jaxsafe.graphs.generators import delaunay, family_graph
 from jaxsafe.graphs.rl_agents import WEIGHTS, ActorCritic, num_params
-from jaxsafe.graphs.partition import largest_component
 from jaxsafe.graphs.rl_config import RLTrainConfig
 from jaxsafe.graphs.rl_drivers import env_fns, policy, start_separator, state_objective
 from jaxsafe.optim.factory import make_optimizer
@@ -40,19 +39,8 @@ def _random_graph(cfg: RLTrainConfig, rng: np.random.Generator, family: str = "d
     """A connected graph of about n ∈ [n_min, n_max] vertices of ``family`` (see the config's docstring)."""
     n = int(rng.integers(cfg.n_min, cfg.n_max + 1))
     seed = int(rng.integers(2**31))
-    if family == "delaunay":
-        width = 2.0 if rng.random() < cfg.wide_fraction else 1.0
-        return delaunay(n, width, 1.0, seed=seed)[0]
-    if family == "holes":
-        return largest_component(delaunay_with_holes(n, int(rng.integers(1, 5)), seed=seed)[0])
-    if family == "geometric":
-        return largest_component(random_geometric(n, seed=seed)[0])
-    if family == "grid2d":
-        aspect = rng.uniform(1.0, 2.0)
-        nx = max(int(round(np.sqrt(n * aspect))), 2)
-        return grid2d(nx, max(n // nx, 2))[0]
-    side = rng.uniform(0.8, 1.25, 3) * n ** (1 / 3)
-    return grid3d(*(max(int(round(x)), 2) for x in side))[0]
+    width = 2.0 if family == "delaunay" and rng.random() < cfg.wide_fraction else 1.0
+    return family_graph(family, n, seed, rng, width)
 
 
 def _gnn_parts(adj, gnn):

@@ -39,7 +39,7 @@ from jax.sharding import Mesh
 from jaxsafe.graphs.batching import PaddedLevel, bucket, group_sizes, pad_levels
 from jaxsafe.graphs.coarsen import build_hierarchy
 from jaxsafe.graphs.embedding import coarsest_features, embed
-from jaxsafe.graphs.generators import delaunay
+from jaxsafe.graphs.generators import delaunay, family_graph
 from jaxsafe.graphs.config import ModelConfig, PhaseConfig, TrainConfig  # noqa: F401  (re-exported)
 from jaxsafe.graphs.gnn import WEIGHTS_FILE, GNNBisector, partition_input
 from jaxsafe.graphs.losses import expected_normalized_cut, rayleigh_loss
@@ -60,13 +60,18 @@ class _Graph:
 
 
 def generate(phase: PhaseConfig, cfg: TrainConfig, seed: int) -> list[_Graph]:
-    """Deterministic training graphs: Delaunay in the unit square or [0,2]×[0,1], n uniform in range."""
+    """Deterministic training graphs, n uniform in range, from ``phase.families`` in turn.
+
+    Delaunay graphs lie in the unit square or [0,2]×[0,1] (``wide_fraction``); the
+    other families are :func:`~jaxsafe.graphs.generators.family_graph`'s. With the
+    default (Delaunay only) the draws are those of the shipped weights' run.
+    """
     rng = np.random.default_rng(seed)
     out = []
     for i in range(phase.graphs):
         n = int(rng.integers(phase.n_min, phase.n_max + 1))
         width = 2.0 if rng.random() < phase.wide_fraction else 1.0
-        adj, _ = delaunay(n, width, 1.0, seed=int(rng.integers(2**31)))
+        adj = family_graph(phase.families[i % len(phase.families)], n, int(rng.integers(2**31)), rng, width)
         h = build_hierarchy(adj, coarsest_size=cfg.model.coarsest_size, max_levels=cfg.max_levels, seed=i)
         out.append(_Graph(adj, h))
     return out
