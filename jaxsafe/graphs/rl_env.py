@@ -235,18 +235,20 @@ def region_graph(ep: Episode, edges: tuple | None = None) -> jraph.GraphsTuple:
                              globals=None, n_node=jnp.array([n]), n_edge=jnp.array([n * k]))
 
 
-def region_edges(ep: dict | Episode, min_edges: int = 1024) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(senders, receivers, weights)``: the region's edges (both ends movable), padded to a bucket (NumPy).
+def region_edges(ep: dict | Episode, per_row: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(senders, receivers, weights)``: the region's edges (both ends movable), padded (NumPy).
 
     Padding edges have weight 0 and point at the last (padding) row, as in
     :func:`region_graph`, whose ``N·K`` slots are mostly empty: ``K`` is set by the
     largest degree (at 10⁵ Delaunay vertices 4 vertices of degree > 16 make it 32,
-    the mean is 6). Edge counts are bucketed 2 per octave, from ``min_edges``.
+    the mean is 6). The list has ``per_row·N`` entries when the edges fit (every level
+    of a Delaunay or 2D-grid hierarchy: a rollout's program then has no more shapes than
+    its episode), else a power-of-two bucket: each new shape is one more program to load.
     """
     items = ep._asdict() if isinstance(ep, Episode) else ep
     nbr, w, movable = (np.asarray(items[f]) for f in ("nbr", "w", "movable"))
     rows, slots = np.nonzero(movable[:, None] & movable[nbr] & (w > 0))
-    size = bucket(len(rows), min_edges, 2)
+    size = per_row * nbr.shape[0] if len(rows) <= per_row * nbr.shape[0] else bucket(len(rows))
     senders = np.full(size, nbr.shape[0] - 1, np.int32)
     receivers = senders.copy()
     weights = np.zeros(size, np.float32)
