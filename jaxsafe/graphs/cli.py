@@ -194,7 +194,7 @@ def run_train(args: argparse.Namespace) -> int:
     work = stage.start()
     for name in ("embedding", "partition"):
         phase = getattr(cfg, name)
-        print(f"{name}: {phase.graphs} Delaunay graphs (n {phase.n_min}-{phase.n_max}), {phase.epochs} epochs, "
+        print(f"{name}: {phase.graphs} graphs ({', '.join(phase.families)}; n {phase.n_min}-{phase.n_max}), {phase.epochs} epochs, "
               f"~{phase.epochs * -(-phase.graphs // phase.accumulate)} steps", file=sys.stderr, flush=True)
     with _Progress(work):
         results = train(cfg, work, resume=stage.resuming)
