@@ -257,7 +257,8 @@ def plan_tar(cfg, mesh_sizes: dict[str, int], *, batch_size: int | None = None,
     batch_sh = {k: (_tokens_sharding(mesh, (b, t)) if k.startswith(("retain", "tr_")) else adv_sh) for k in batch}
     frozen = (rest, params)  # the reference model h_ref: a second copy of the weights
     frozen_sh = (jax.tree.map(lambda _: replicated, rest), param_shardings(params, mesh))
-    step = make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr, lambda_retain=cfg.lambda_retain)
+    step = make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr, lambda_retain=cfg.lambda_retain,
+                         microbatches=cfg.microbatches)
     figures = _compiled_figures(step, (state, batch, frozen), (state_sh, batch_sh, frozen_sh), (state_sh, replicated))
     n = count_parameters(config)
     # weights + outer schedule-free AdamW (z, v in f32) + the reference copy + the adversary (weights, 2 moments)

@@ -110,6 +110,10 @@ def test_tar_plan_holds_weights_reference_and_both_optimizers(rmu_config):
     # bfloat16, as the paper config: the inner loop's gradient accumulator keeps its dtype
     plan16 = plan_tar(dataclasses.replace(cfg, dtype="bfloat16"), sizes)
     assert plan16["per_device_bytes"]["arguments"] < plan["per_device_bytes"]["arguments"]
+    # the config's microbatches reach the compiled step: the same arguments, fewer temporaries
+    sliced = plan_tar(dataclasses.replace(cfg, microbatches=2), sizes)
+    assert sliced["per_device_bytes"]["arguments"] == plan["per_device_bytes"]["arguments"]
+    assert sliced["per_device_bytes"]["temporaries"] < plan["per_device_bytes"]["temporaries"]
 
 
 def test_rmu_microbatches_shrink_the_compiled_temporaries(rmu_config):

@@ -85,6 +85,10 @@ class TARConfig:
     ``entropy_include_padding``: the authors' quirk (entropy over padding positions too).
     ``suite``: a red-team suite YAML to run against the result ("" = none), with
     ``suite_overrides`` (e.g. "steps=50") and ``eval_questions`` questions per set (0 = all).
+    ``microbatches``: accumulate every gradient of an outer step over this many slices of its
+    batches (the retain rows, x_TR, each adversary's batch; :func:`jaxsafe.train.accumulated_loss_and_grad`):
+    the same update with a slice's activations in memory; it must divide ``batch_size`` and
+    ``adversary.batch_size``.
     """
 
     world: str | None = None
@@ -115,6 +119,7 @@ class TARConfig:
     suite_overrides: tuple[str, ...] = ()
     seed: int = 0
     checkpoint_every: int = field(50, ge=1)
+    microbatches: int = field(1, ge=1)
 
     def __post_init__(self):
         if self.adversary.steps % self.adversary.tr_every:
@@ -128,6 +133,9 @@ class TARConfig:
             raise ValueError("second_order with LoRA adversaries needs adversary.optimizer.eps_root > 0 (adam or "
                              "adamw, e.g. 1e-16) or an sgd adversary: a fresh adapter's first gradient is 0 in A, "
                              "where Adam's √v has no derivative (the meta-gradient would be NaN)")
+        if self.batch_size % self.microbatches or self.adversary.batch_size % self.microbatches:
+            raise ValueError(f"microbatches ({self.microbatches}) must divide batch_size ({self.batch_size}) and "
+                             f"adversary.batch_size ({self.adversary.batch_size})")
         if not self.adversary.lrs or any(lr <= 0 for lr in self.adversary.lrs):
             raise ValueError("adversary.lrs must be positive learning rates")
         if self.initial_refusal.steps and self.tr_loss != "dpo":

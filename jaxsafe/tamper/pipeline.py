@@ -257,7 +257,7 @@ def train_tar(cfg: TARConfig, model, tokenizer, run, reference=None) -> Any:
     adversary = make_optimizer(adv.optimizer, adv.steps)
     outer = make_optimizer(cfg.optimizer, cfg.steps)
     step = jax.jit(make_tar_step(graphdef, inner, adversary, outer, lambda_tr=cfg.lambda_tr,
-                                 lambda_retain=cfg.lambda_retain), donate_argnums=0)
+                                 lambda_retain=cfg.lambda_retain, microbatches=cfg.microbatches), donate_argnums=0)
 
     if dpo:  # held-out pairs: a random half of them (of their entities) each outer step
         entity_of = (_pair_entities(prefs, cfg.preferences or "the toy world's pairs")

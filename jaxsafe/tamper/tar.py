@@ -58,7 +58,7 @@ class InnerLoop:
 
 
 def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: float = 4.0,
-                  lambda_retain: float = 1.0) -> Callable:
+                  lambda_retain: float = 1.0, microbatches: int = 1) -> Callable:
     """The pure outer step ``(state, batch, frozen) -> (state, metrics)``.
 
     ``state`` is a :class:`jaxsafe.train.TrainState` over θ (the ``nnx.Param`` state);
@@ -80,9 +80,17 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
     ∇_θ L_TR(θ ⊕ adapters_k) is the first-order term. The mean runs over all A + A_l lanes.
     ``inner.second_order`` differentiates every lane, LoRA lanes included (their adapters
     are trained on θ, so they depend on it), through its whole inner loop.
+
+    ``microbatches=k`` accumulates every gradient of the step over k slices of its batch with
+    the training core's mechanism (:func:`jaxsafe.train.accumulated_loss_and_grad`, what
+    ``make_step(microbatches=k)`` runs): the adversaries' steps (their b rows), the first-order
+    ∇L_TR(θ'_k) (x_TR; DPO pairs stay together when k divides the number of pairs) and the
+    retain gradient (its B rows). Equal to one batch when the losses weigh rows equally (token
+    means over rows of unequal length weigh each slice's tokens by 1/k); LoRA dropout draws
+    one mask per slice. Second order evaluates L_TR over the whole x_TR.
     """
     from jaxsafe.optim.factory import with_hyper
-    from jaxsafe.train import apply_gradients, init_state, make_step
+    from jaxsafe.train import accumulated_loss_and_grad, apply_gradients, init_state, make_step
 
     if inner.steps % inner.tr_every:
         raise UserError(f"inner steps ({inner.steps}) must be a multiple of tr_every ({inner.tr_every})")
@@ -98,7 +106,7 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         ids, mask = batch
         return lm_loss(model(params, rest)(ids, mask), ids, mask), {}
 
-    adv_step = make_step(adv_loss, adversary)
+    adv_step = make_step(adv_loss, adversary, microbatches=microbatches)
 
     def tr_value(logits_fn, tr):
         """L_TR of the model ``logits_fn(ids, mask)`` on x_TR (``tr``: the batch's ``tr_*`` arrays)."""
@@ -111,6 +119,12 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
 
     def tr_loss(params, rest, tr):
         return tr_value(model(params, rest), tr)
+
+    def tr_value_and_grad(fn, params, tr):
+        """(L_TR, its gradient) of ``fn(params, tr)``, accumulated over ``microbatches`` slices of x_TR."""
+        (value, _), g = accumulated_loss_and_grad(lambda p, b, _: (fn(p, b), {}), params, tr,
+                                                  microbatches=microbatches)
+        return value, g
 
     def trajectory(state, advance, xs, score, acc0):
         """The inner loop of one attack: ``advance(state, x)`` over the K steps' ``xs`` (leading axis
@@ -138,19 +152,19 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         state = init_state(theta, adversary)
         state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
         if accumulate_grads:
-            score = lambda st: jax.value_and_grad(tr_loss)(st.params, rest, tr)
+            score = lambda st: tr_value_and_grad(lambda p, b: tr_loss(p, rest, b), st.params, tr)
         else:
             score = lambda st: (tr_loss(st.params, rest, tr), None)
         return trajectory(state, lambda st, x: adv_step(st, x, rest)[0], (ids, mask), score,
                           zeros_like_wide(theta) if accumulate_grads else None)
 
     def lora_loss(adapters, batch, frozen):
-        ids, mask, key = batch
+        ids, mask, key = batch  # key [1]: this slice's dropout key
         theta, rest = frozen
-        return lm_loss(model(theta, rest)(ids, mask, lora=LoRA.from_config(adapters, inner.lora, key=key)),
+        return lm_loss(model(theta, rest)(ids, mask, lora=LoRA.from_config(adapters, inner.lora, key=key[0])),
                        ids, mask), {}
 
-    lora_step = make_step(lora_loss, adversary)
+    lora_step = make_step(lora_loss, adversary, microbatches=microbatches)
 
     def lora_run(theta, rest, ids, mask, lr, seed, tr, accumulate_grads: bool):
         """One LoRA adversary: fresh adapters (float32 or wider) trained on the frozen θ; its
@@ -160,15 +174,17 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         dtype = jnp.promote_types(jax.tree.leaves(theta)[0].dtype, jnp.float32)
         state = init_state(init_lora(theta, inner.lora, jax.random.fold_in(key, 0), dtype=dtype), adversary)
         state = state._replace(opt_state=with_hyper(state.opt_state, lr=lr))
-        keys = jax.random.split(jax.random.fold_in(key, 1), inner.steps)
+        keys = jax.random.split(jax.random.fold_in(key, 1), inner.steps)  # step k's dropout key
+        # [K, microbatches]: one key per slice of step k's batch (step k's own key when unsplit)
+        keys = keys[:, None] if microbatches == 1 else jax.vmap(lambda k: jax.random.split(k, microbatches))(keys)
 
-        def tr_at(th, adapters):
-            return tr_value(lambda i, m: model(th, rest)(i, m, lora=LoRA.from_config(adapters, inner.lora)), tr)
+        def tr_at(th, adapters, tr_b):
+            return tr_value(lambda i, m: model(th, rest)(i, m, lora=LoRA.from_config(adapters, inner.lora)), tr_b)
 
         if accumulate_grads:
-            score = lambda st: jax.value_and_grad(tr_at)(theta, st.params)
+            score = lambda st: tr_value_and_grad(lambda th, b: tr_at(th, st.params, b), theta, tr)
         else:
-            score = lambda st: (tr_at(theta, st.params), None)
+            score = lambda st: (tr_at(theta, st.params, tr), None)
         return trajectory(state, lambda st, x: lora_step(st, x, (theta, rest))[0], (ids, mask, keys), score,
                           zeros_like_wide(theta) if accumulate_grads else None)
 
@@ -208,11 +224,15 @@ def make_tar_step(graphdef, inner: InnerLoop, adversary, outer, *, lambda_tr: fl
         ref_hidden = jax.lax.stop_gradient(model(ref, rest).all_hidden_states(ids, mask))
         return retain_loss(logits, ids, mask, hidden, ref_hidden)
 
+    def retain_fn(theta, rows, frozen):  # the training core's loss_fn form, for accumulated_loss_and_grad
+        return retain_objective(theta, *frozen, *rows)
+
     def step(state, batch, frozen):
         rest, ref = frozen
         tr_grads, tr_objective, tr_values = meta_gradient(state.params, rest, batch)
-        (l_retain, parts), r_grads = jax.value_and_grad(retain_objective, has_aux=True)(
-            state.params, rest, ref, batch["retain_ids"], batch["retain_mask"])
+        (l_retain, parts), r_grads = accumulated_loss_and_grad(
+            retain_fn, state.params, (batch["retain_ids"], batch["retain_mask"]), (rest, ref),
+            microbatches=microbatches)
         # in the parameters' dtype, so the outer optimizer's state keeps its dtype from step to step
         grads = jax.tree.map(lambda a, b, p: (lambda_tr * a + lambda_retain * b).astype(p.dtype),
                              tr_grads, r_grads, state.params)

@@ -1,5 +1,5 @@
 """TAR's outer step: first-order meta-gradient vs a hand-written loop, second-order vs finite
-differences, vmapped attack lanes vs one at a time."""
+differences, vmapped attack lanes vs one at a time, microbatches vs one batch."""
 
 import dataclasses
 
@@ -225,3 +225,48 @@ def test_lora_lane_equals_hand_written_loop(tokenizer):
     gap = lambda x, y: max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
     assert gap(lora, full) > 1e-3 and gap(lora, jax.tree.map(lambda g: 2 * g, tr_grad(theta))) > 1e-3
     assert np.isfinite(float(metrics["loss"]))
+
+
+def test_microbatches_give_the_one_batch_update(tokenizer):
+    """microbatches=2 splits the retain rows, x_TR and every adversary's batch (full and LoRA
+    lanes): with rows of equal token counts the outer update equals the one-batch update; with
+    padded rows of unequal length it differs (each slice's token mean weighs 1/2), so the
+    slices are really taken."""
+    from jaxsafe.lm.lora import LoRAConfig
+    from jaxsafe.train import split_microbatches
+
+    # DPO's x_TR (n chosen rows, then their n rejected rows) keeps its pairs in every slice when k | n
+    pairs = np.asarray(["c0", "c1", "c2", "c3", "r0", "r1", "r2", "r3"])
+    slices = np.asarray(split_microbatches(np.arange(8), 2))
+    assert [list(pairs[s]) for s in slices] == [["c0", "c2", "r0", "r2"], ["c1", "c3", "r1", "r3"]]
+
+    model = tiny_model(tokenizer, seed=3, layers=1)
+    graphdef, theta, rest = _split(model)
+    c = AttackCorpora.from_texts(tokenizer, {"forget": FORGET, "retain": RETAIN}, max_length=16)
+    f, r = c.streams["forget"], c.streams["retain"]
+    rows = np.random.default_rng(1).choice(f, (2, 1, K, 2))  # [full|LoRA lane, A, K, b]
+    full_rows = {"retain_ids": c.ids[r[:4]], "tr_ids": c.ids[f[-4:]], "adv_ids": c.ids[rows[0]],
+                 "adv_lr": np.asarray([1e-2], np.float32), "lora_ids": c.ids[rows[1]],
+                 "lora_lr": np.asarray([3e-2], np.float32), "lora_seed": np.asarray([7], np.uint32)}
+    for k in ("retain", "tr", "adv", "lora"):  # every row counts all its tokens
+        full_rows[f"{k}_mask"] = np.ones_like(full_rows[f"{k}_ids"])
+    # the same rows with every other one cut to 6 tokens (padding after)
+    padded = {k: v.copy() for k, v in full_rows.items()}
+    for k in ("retain", "tr", "adv", "lora"):
+        padded[f"{k}_mask"][..., ::2, 6:] = 0
+    adversary = make_optimizer(OptimizerConfig(name="adamw", lr=1.0), K)
+    outer = make_optimizer(OptimizerConfig(name="sgd", lr=1.0), 10)
+    inner = InnerLoop(steps=K, tr_every=EVERY, lora=LoRAConfig(rank=4, alpha=8.0, dropout=0.0))
+    ref = jax.tree.map(lambda x: x * 1.01, theta)  # so the retain term has a gradient
+    steps = {k: jax.jit(make_tar_step(graphdef, inner, adversary, outer, microbatches=k)) for k in (1, 2)}
+    gap = lambda x, y: max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+    for name, batch in (("equal rows", full_rows), ("padded rows", padded)):
+        (one, m1), (two, m2) = (steps[k](init_state(theta, outer), batch, (rest, ref)) for k in (1, 2))
+        update = jax.tree.map(lambda a, b: a - b, theta, one.params)
+        if name == "equal rows":
+            for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(one.params), jax.tree.leaves(two.params)):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+            for key in ("loss", "tr_objective", "retain_loss"):
+                np.testing.assert_allclose(float(m1[key]), float(m2[key]), rtol=1e-5, err_msg=key)
+        else:
+            assert gap(one.params, two.params) > 1e-3 * gap(update, jax.tree.map(jnp.zeros_like, update))
