@@ -78,6 +78,23 @@ def add_run_arguments(p: argparse.ArgumentParser, *, config_help: str, out_help:
     p.add_argument("overrides", nargs="*", metavar="key=value", help=overrides_help)
 
 
+def enable_compilation_cache() -> Path:
+    """Keep this command's XLA compilations for its later invocations; returns the cache root.
+
+    TAR runs, red-team suites and graph partitions compile programs that take seconds each; a
+    later run with the same shapes loads them from ``~/.cache/jaxsafe/xla`` instead. This is a
+    setting of the command line's own process: the library sets none. A cache folder that the
+    user chose (``JAX_COMPILATION_CACHE_DIR``) is kept.
+    """
+    import jax
+
+    root = Path.home() / ".cache" / "jaxsafe"
+    if not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", str(root / "xla"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    return root
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line rather than usage text plus a line."""
 

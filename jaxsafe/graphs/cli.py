@@ -86,14 +86,10 @@ def _enable_compilation_cache() -> None:
     trace and lower each before the compilation cache can serve it, so the traced
     programs are kept too (:mod:`jaxsafe.graphs.programs`).
     """
-    import jax
-
+    from jaxsafe.cli import enable_compilation_cache
     from jaxsafe.graphs import programs
 
-    cache = Path.home() / ".cache" / "jaxsafe"
-    jax.config.update("jax_compilation_cache_dir", str(cache / "xla"))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    programs.set_directory(cache / "programs")
+    programs.set_directory(enable_compilation_cache() / "programs")
 
 
 def _preflight(args: argparse.Namespace) -> None:

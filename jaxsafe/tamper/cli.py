@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxsafe.cli import nonnegative_int, positive_int
+from jaxsafe.cli import enable_compilation_cache, nonnegative_int, positive_int
 from jaxsafe.errors import UserError
 
 
@@ -78,6 +78,7 @@ def run_tar(args: argparse.Namespace) -> int:
         return 0
     from jaxsafe.tamper.pipeline import tar_and_evaluate
 
+    enable_compilation_cache()
     tar_and_evaluate(cfg, stage.start(), resume=stage.resuming)
     stage.commit()
     print(f"wrote {args.out / 'results.json'} and {args.out / 'model'}")
@@ -126,6 +127,7 @@ def run_attack(args: argparse.Namespace) -> int:
             suite = dataclasses.replace(suite, epsilon=args.epsilon)
         from jaxsafe.tamper.pipeline import attack_model, load
 
+        enable_compilation_cache()  # the full suite compiles 17 programs; a model of the same shapes reuses them
         model, tokenizer = load(args.model)
         attack_model(model, tokenizer, suite, world, out, fmt=args.format, limit=args.questions,
                      vmap=not args.sequential, refusal=args.refusal)
@@ -141,6 +143,7 @@ def run_attack(args: argparse.Namespace) -> int:
         raise UserError("--steps must be positive")
     from jaxsafe.tamper.pipeline import load, search
 
+    enable_compilation_cache()
     model, tokenizer = load(args.model)
     search(model, tokenizer, world, out, budget=args.budget, lanes=args.lanes,
            epsilon=10.0 if args.epsilon is None else args.epsilon, seed=args.seed, fmt=args.format,

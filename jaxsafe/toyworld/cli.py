@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from jaxsafe.cli import add_run_arguments
+from jaxsafe.cli import add_run_arguments, enable_compilation_cache
 
 
 def register(subparsers) -> None:
@@ -40,6 +40,7 @@ def run_build(args: argparse.Namespace) -> int:
         print(f"{args.out} is already complete (same config); its results:")
         print(format_table(json.loads((stage.out / "results.json").read_text())))
         return 0
+    enable_compilation_cache()
     build(stage.start(), cfg, resume=stage.resuming)
     stage.commit()
     print(f"toy world in {args.out}")

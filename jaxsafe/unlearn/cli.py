@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from jaxsafe.cli import add_run_arguments
+from jaxsafe.cli import add_run_arguments, enable_compilation_cache
 from jaxsafe.errors import UserError
 
 
@@ -67,6 +67,7 @@ def run_rmu(args: argparse.Namespace) -> int:
     from jaxsafe.unlearn.pipeline import unlearn_and_evaluate
 
     t0 = time.perf_counter()
+    enable_compilation_cache()
     results = unlearn_and_evaluate(cfg, stage.start(), resume=stage.resuming)
     stage.commit()
     _print_table(results)
