@@ -147,8 +147,8 @@ def test_second_order_matches_finite_differences(tokenizer, adversary_name, tr_l
         fd = (plus - minus) / (2 * eps)
         analytic = sum(jnp.vdot(a, b) for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(v)))
         np.testing.assert_allclose(analytic, fd, rtol=1e-3 if adversary_name == "sgd" else 5e-3)
-        # forward mode through the same program agrees to rounding
-        np.testing.assert_allclose(jax.jvp(objective, (theta,), (v,))[1], analytic, rtol=1e-6)
+        if not lora:  # forward mode through the same program agrees to rounding (checked once: one more compile)
+            np.testing.assert_allclose(jax.jvp(objective, (theta,), (v,))[1], analytic, rtol=1e-6)
         # and it differs from the first-order approximation (the inner loop moves θ')
         first = jax.jit(make_tar_step(graphdef, dataclasses.replace(inner, second_order=False), adversary, outer,
                                       lambda_tr=1.0, lambda_retain=0.0))
