@@ -10,7 +10,6 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxsafe.data.multiple_choice import Question
 from jaxsafe.optim.config import OptimizerConfig
 from jaxsafe.optim.factory import make_optimizer
 from jaxsafe.tamper.preferences import answered_questions, pair_rows
