@@ -152,10 +152,12 @@ class StagedDir:
 
     Args:
       out: the output folder the user named.
-      config_text: the resolved config (YAML) of the job; it is written to
-        ``config.yaml`` of the work folder, and a finished output or an
-        interrupted one with a different config is refused, naming the first
-        differing key.
+      config: the resolved config of the job: a config dataclass (or its YAML
+        text). It is written to ``config.yaml`` of the work folder, and a finished
+        output or an interrupted one with a different config is refused, naming
+        the first differing key. Given a dataclass, a stored config is first read
+        through its class, so a key added to the code since that run was made
+        counts as its default rather than as a difference.
       resume: continue an interrupted job (the sibling ``.NAME.partial``); on a
         finished output with the same config, :attr:`done` is true and there is
         nothing to do.
@@ -168,13 +170,18 @@ class StagedDir:
     ``stage.resuming`` on to resumable loops) and call ``stage.commit()``.
     """
 
-    def __init__(self, out: str | os.PathLike, config_text: str, *, resume: bool = False,
+    def __init__(self, out: str | os.PathLike, config: Any, *, resume: bool = False,
                  overwrite: bool = False, what: str = "result", flag: str = "--out"):
         check_output_dir(out, flag)
         self.out = Path(os.path.abspath(out))  # "." and "a/.." have no name of their own to put aside
         self.work = self.out.parent / f".{self.out.name}.partial"
         self.old = self.out.parent / f".{self.out.name}.old"
-        self.config_text = config_text
+        if isinstance(config, str):
+            self.config_text, self.config_class = config, None
+        else:
+            from jaxsafe.config import dump_config
+
+            self.config_text, self.config_class = dump_config(config), type(config)
         self.done = False
         self.resuming = False
         shown = Path(out)
@@ -250,6 +257,13 @@ class StagedDir:
         if not path.exists():
             return
         stored, wanted = yaml.safe_load(path.read_text()), yaml.safe_load(self.config_text)
+        if self.config_class is not None:
+            from jaxsafe.config import dump_config, load_config
+
+            try:  # read as this code reads it: keys added since take their defaults
+                stored = yaml.safe_load(dump_config(load_config(self.config_class, path)))
+            except UserError:
+                pass  # a key this code no longer knows: compared as written, so it shows as a difference
         diff = _first_difference(stored, wanted)
         if diff is not None:
             key, a, b = diff

@@ -175,12 +175,12 @@ def run_order(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.config import load_config
     from jaxsafe.graphs.config import TrainConfig
     from jaxsafe.io import StagedDir, atomic_write_json
 
     cfg = load_config(TrainConfig, args.config, args.overrides)
-    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="run")
+    stage = StagedDir(args.out, cfg, resume=args.resume, overwrite=args.overwrite, what="run")
     if stage.done:
         print((stage.out / "results.json").read_text().strip())
         return 0

@@ -54,7 +54,7 @@ def register(subparsers) -> None:
 
 
 def run_tar(args: argparse.Namespace) -> int:
-    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.config import load_config
     from jaxsafe.io import StagedDir, check_input_file, check_output_dir
     from jaxsafe.tamper.config import TARConfig, resolve_world
 
@@ -72,7 +72,7 @@ def run_tar(args: argparse.Namespace) -> int:
         if cfg.preferences:
             check_input_file(cfg.preferences, "preferences")
         preference_pairs(cfg)
-    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="run")
+    stage = StagedDir(args.out, cfg, resume=args.resume, overwrite=args.overwrite, what="run")
     if stage.done:
         print(f"{args.out} is already complete (same config): {args.out / 'results.json'}")
         return 0

@@ -26,13 +26,13 @@ def register(subparsers) -> None:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.config import load_config
     from jaxsafe.io import StagedDir
     from jaxsafe.toyworld.config import BuildConfig
 
     overrides = list(args.overrides) + ([f"seed={args.seed}"] if args.seed is not None else [])
     cfg = load_config(BuildConfig, args.config, overrides)
-    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="toy world")
+    stage = StagedDir(args.out, cfg, resume=args.resume, overwrite=args.overwrite, what="toy world")
 
     from jaxsafe.toyworld.build import build, format_table
 

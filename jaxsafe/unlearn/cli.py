@@ -48,7 +48,7 @@ def check_layers(cfg) -> None:
 
 
 def run_rmu(args: argparse.Namespace) -> int:
-    from jaxsafe.config import dump_config, load_config
+    from jaxsafe.config import load_config
     from jaxsafe.io import StagedDir
     from jaxsafe.unlearn.config import RMUConfig
     from jaxsafe.unlearn.world import resolve_world
@@ -58,7 +58,7 @@ def run_rmu(args: argparse.Namespace) -> int:
         raise UserError("no model: set 'model' (a Hugging Face directory or hub name) or 'world' (a toy-world folder)")
     cfg = resolve_world(cfg)
     check_layers(cfg)
-    stage = StagedDir(args.out, dump_config(cfg), resume=args.resume, overwrite=args.overwrite, what="run")
+    stage = StagedDir(args.out, cfg, resume=args.resume, overwrite=args.overwrite, what="run")
     if stage.done:
         print(f"{args.out} is already complete (same config); its results:")
         _print_table(json.loads((stage.out / "results.json").read_text()))

@@ -17,8 +17,9 @@ CASES = {
     "attack model outside a world": (["attack", "--model", "model_ok", "--suite", "s.yaml"], ["model_ok", "--world"]),
     "tar out is a file": (["tamper", "tar", "--out", "out.json", "world=world"], ["--out", "out.json", "is a file"]),
     "tar finished run": (["tamper", "tar", "--out", "run", *NO_WORLD], ["run", "already holds a run", "--overwrite"]),
+    # the stored "seed: 123" is read through TARConfig: its first differing key is then `model` ('' by default)
     "tar finished run, other config": (["tamper", "tar", "--out", "run", "--resume", *NO_WORLD],
-                                       ["run", "different config", "seed"]),
+                                       ["run", "different config", "model"]),
     "tar interrupted run, no flag": (["tamper", "tar", "--out", "tw2", *NO_WORLD], [".tw2.partial", "--resume"]),
     "tar out under a file": (["tamper", "tar", "--out", "out.json/tar", *NO_WORLD], ["out.json", "is a file"]),
     "tar missing forget": (["tamper", "tar", "--out", "new_tar", "model=model_ok", "forget=nope.jsonl",

@@ -1,5 +1,7 @@
 """jaxsafe.io: preflight checks, atomic writes that name the user's path, and StagedDir's life cycle."""
 
+import dataclasses
+
 import pytest
 
 from jaxsafe.errors import UserError
@@ -70,3 +72,29 @@ def test_staged_dir_never_replaces_a_folder_it_did_not_make(tmp_path):
         with pytest.raises(UserError, match="holding other files"):
             StagedDir(tmp_path / "home", "seed: 0\n", **flags)
     assert (tmp_path / "home" / "notes.txt").read_text() == "mine"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Optimizer:
+    name: str = "adamw"
+    eps_root: float = 0.0  # a key added to the code after the stored run was made
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    seed: int = 0
+    optimizer: _Optimizer = dataclasses.field(default_factory=_Optimizer)
+
+
+def test_staged_dir_reads_a_stored_config_through_the_current_class(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("seed: 0\noptimizer:\n  name: adamw\n")  # written before eps_root existed
+    assert StagedDir(out, _Run(), resume=True).done  # the new key at its default: the same run
+    with pytest.raises(UserError, match=r"different config \(optimizer.eps_root: 0.0 there, 1e-12 now\)"):
+        StagedDir(out, _Run(optimizer=_Optimizer(eps_root=1e-12)), resume=True)
+    with pytest.raises(UserError, match=r"different config \(seed: 0 there, 1 now\)"):
+        StagedDir(out, _Run(seed=1), resume=True)
+    (out / "config.yaml").write_text("seed: 0\nretired_key: 3\n")  # a key this code no longer has
+    with pytest.raises(UserError, match=r"different config \(retired_key: 3 there, None now\)"):
+        StagedDir(out, _Run(), resume=True)
