@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from jaxsafe.cli import enable_compilation_cache, nonnegative_int, positive_int
+from jaxsafe.cli import add_run_arguments, enable_compilation_cache, nonnegative_int, positive_int
 from jaxsafe.errors import UserError
 
 
@@ -19,12 +19,9 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("tamper", help="tamper-resistant safeguards (TAR, Tamirisa et al. 2024)")
     methods = p.add_subparsers(dest="method", metavar="METHOD", required=True)
     t = methods.add_parser("tar", help="random mapping, then TAR's adversarial meta-learning; evaluate and red-team")
-    t.add_argument("--config", type=Path, default=None, help="YAML config, e.g. configs/tar/toyworld.yaml")
-    t.add_argument("--out", type=Path, required=True, help="run directory: model/, results.json, runs of each stage")
-    t.add_argument("--resume", action="store_true", help="finish an interrupted run of --out from its checkpoints")
-    t.add_argument("--overwrite", action="store_true",
-                   help="replace a finished run in --out; the old one stays until the new one is complete")
-    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=20 adversary.num=2")
+    add_run_arguments(t, config_help="YAML config, e.g. configs/tar/toyworld.yaml",
+                      out_help="run directory: model/, results.json, runs of each stage",
+                      overrides_help="config overrides, e.g. steps=20 adversary.num=2")
     t.set_defaults(func=run_tar)
 
     a = subparsers.add_parser("attack", help="fine-tuning and activation attacks on a model: a suite, or a worst-case search")
