@@ -73,6 +73,25 @@ def _print_summary(summary, keys):
         print(f"{fam:18s}" + "".join(f"{s[k]['median']:12.3f} [{s[k]['max']:6.3f}]" for k in keys))
 
 
+def _nc_over_metis(graphs, partitions):
+    """Per graph of ``graphs`` ((family, name, adj)): each partition of ``partitions(adj)`` ({column:
+    parts}) as its normalized cut over METIS's bisection's; prints each row and the per-family summary."""
+    from jaxsafe.graphs.baselines import metis_parts
+    from jaxsafe.graphs.partition import evaluate
+
+    rows = []
+    for family, name, adj in graphs:
+        metis = evaluate(adj, metis_parts(adj, 2, 0))["normalized_cut"]
+        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": metis}
+        row.update({k: evaluate(adj, parts)["normalized_cut"] / metis for k, parts in partitions(adj).items()})
+        rows.append(row)
+        print(f"{family:17s} {name:12s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k), flush=True)
+    keys = [k for k in rows[0] if "/" in k]
+    summary = _summary(rows, keys)
+    _print_summary(summary, keys)
+    return rows, summary
+
+
 def run_coarsest(args) -> dict:
     from jaxsafe.graphs.baselines import metis_parts
     from jaxsafe.graphs.coarsen import build_hierarchy
@@ -148,49 +167,33 @@ def run_separator(args) -> dict:
 
 
 def run_refine(args) -> dict:
-    from jaxsafe.graphs.baselines import metis_parts
-    from jaxsafe.graphs.partition import evaluate
     from jaxsafe.graphs.rl_agents import ActorCritic
     from jaxsafe.graphs.rl_drivers import rl_bisect
 
     agents = {(Path(p).parent.name if p else "shipped"): ActorCritic.load(p) for p in (args.agent or [None])}
-    rows = []
-    for family, name, adj in family_graphs(args.seed):
-        metis = evaluate(adj, metis_parts(adj, 2, 0))["normalized_cut"]
-        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": metis}
-        for label, agent in agents.items():
-            for method, start in (("rl", "metis"), ("metis+rl", "metis-fine")):
-                row[f"{label}/{method}"] = evaluate(adj, rl_bisect(adj, agent, start=start))["normalized_cut"] / metis
-        rows.append(row)
-        print(f"{family:17s} {name:12s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k), flush=True)
-    keys = [k for k in rows[0] if "/" in k]
-    summary = _summary(rows, keys)
-    _print_summary(summary, keys)
+    rows, summary = _nc_over_metis(family_graphs(args.seed), lambda adj: {
+        f"{label}/{method}": rl_bisect(adj, agent, start=start)
+        for label, agent in agents.items() for method, start in (("rl", "metis"), ("metis+rl", "metis-fine"))})
     return {"rows": rows, "summary": summary, "agents": {k: str(p) for k, p in zip(agents, args.agent or [None])},
             "seed": args.seed}
 
 
 def run_gnn(args) -> dict:
-    from jaxsafe.graphs.baselines import metis_parts
     from jaxsafe.graphs.gnn import GNNBisector
-    from jaxsafe.graphs.partition import bisect, evaluate
+    from jaxsafe.graphs.partition import bisect
     from jaxsafe.graphs.rl_agents import ActorCritic
     from jaxsafe.graphs.rl_drivers import rl_bisect
 
     agent = ActorCritic.load(args.agent[0] if args.agent else None)
     models = {(Path(p).parent.name if p else "shipped"): GNNBisector.load(p) for p in (args.weights or [None])}
-    rows = []
-    for family, name, adj in family_graphs(args.seed):
-        metis = evaluate(adj, metis_parts(adj, 2, 0))["normalized_cut"]
-        row = {"family": family, "graph": name, "n": int(adj.shape[0]), "metis": metis}
+    def cells(adj):
+        out = {}
         for label, model in models.items():
-            row[f"{label}/gnn"] = evaluate(adj, bisect(adj, "gnn", model=model))["normalized_cut"] / metis
-            row[f"{label}/gnn+rl"] = evaluate(adj, rl_bisect(adj, agent, start="gnn", gnn_model=model))["normalized_cut"] / metis
-        rows.append(row)
-        print(f"{family:17s} {name:12s} " + "  ".join(f"{k} {v:.3f}" for k, v in row.items() if "/" in k), flush=True)
-    keys = [k for k in rows[0] if "/" in k]
-    summary = _summary(rows, keys)
-    _print_summary(summary, keys)
+            out[f"{label}/gnn"] = bisect(adj, "gnn", model=model)
+            out[f"{label}/gnn+rl"] = rl_bisect(adj, agent, start="gnn", gnn_model=model)
+        return out
+
+    rows, summary = _nc_over_metis(family_graphs(args.seed), cells)
     return {"rows": rows, "summary": summary, "weights": {k: str(p) for k, p in zip(models, args.weights or [None])},
             "seed": args.seed}
 

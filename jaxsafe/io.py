@@ -256,19 +256,22 @@ class StagedDir:
         path = folder / CONFIG_FILE
         if not path.exists():
             return
-        stored, wanted = yaml.safe_load(path.read_text()), yaml.safe_load(self.config_text)
-        if self.config_class is not None:
-            from jaxsafe.config import dump_config, load_config
-
-            try:  # read as this code reads it: keys added since take their defaults
-                stored = yaml.safe_load(dump_config(load_config(self.config_class, path)))
-            except UserError:
-                pass  # a key this code no longer knows: compared as written, so it shows as a difference
-        diff = _first_difference(stored, wanted)
+        diff = _first_difference(self._stored_config(path), yaml.safe_load(self.config_text))
         if diff is not None:
             key, a, b = diff
             raise UserError(f"{name} has a different config ({key}: {a!r} there, {b!r} now); "
                             f"pass overwrite=True (--overwrite) to replace it, or choose another output folder")
+
+    def _stored_config(self, path: Path) -> Any:
+        """A stored config as this code reads it: keys added since it was written take their defaults."""
+        if self.config_class is not None:
+            from jaxsafe.config import dump_config, load_config
+
+            try:
+                return yaml.safe_load(dump_config(load_config(self.config_class, path)))
+            except UserError:
+                pass  # a key this code no longer knows: compared as written, so it shows as a difference
+        return yaml.safe_load(path.read_text())
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> tuple[str, Any, Any] | None:
