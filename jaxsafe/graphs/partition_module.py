@@ -18,7 +18,6 @@ from flax import nnx
 
 from jaxsafe.graphs.batching import PaddedLevel
 from jaxsafe.graphs.layers import SAGEConv
-from jaxsafe.graphs.programs import Program
 
 
 def restrict(x: jax.Array, level: PaddedLevel, num_coarse: int) -> jax.Array:
@@ -42,11 +41,20 @@ class PartitionModule(nnx.Module):
     def start(self, level: PaddedLevel, f: jax.Array) -> jax.Array:
         return jnp.tanh(self.conv_in(level.graph, f))
 
-    def down(self, level: PaddedLevel, x: jax.Array) -> jax.Array:
-        """Pre-smoothing; the result is both the skip copy and what gets restricted."""
+    def down(self, level: PaddedLevel, x: jax.Array, coarse_mask: jax.Array,
+             active: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+        """Pre-smoothing, then restriction to the next level (``coarse_mask``'s rows).
+
+        Returns ``(skip, coarse)``: the smoothed values (the skip copy) and their
+        restriction. ``active`` false (a training group's copy of its coarsest graph):
+        the input passes through instead. One function, so inference runs (and a
+        fresh process loads) one program per level going down instead of two.
+        """
+        skip = x
         for conv in self.pre:
-            x = jnp.tanh(conv(level.graph, x))
-        return x
+            skip = jnp.tanh(conv(level.graph, skip))
+        kept = skip if active is None else jnp.where(active, skip, x)
+        return skip, restrict(kept, level, coarse_mask.shape[0])
 
     def bottom(self, level: PaddedLevel, x: jax.Array) -> jax.Array:
         return jnp.tanh(self.bottom_conv(level.graph, x))
@@ -65,11 +73,7 @@ class PartitionModule(nnx.Module):
         return jax.nn.softmax(x, axis=-1)
 
 
-_restrict_jit = Program(restrict, "restrict", static_argnums=(2,))
-
-
-def vcycle(call, levels: list[PaddedLevel], f_in: jax.Array, depth: jax.Array | None = None,
-           restrict_fn=_restrict_jit) -> jax.Array:
+def vcycle(call, levels: list[PaddedLevel], f_in: jax.Array, depth: jax.Array | None = None) -> jax.Array:
     """The V-cycle over padded levels (finest first); returns ``[N, 2]`` probabilities.
 
     ``call`` as in :func:`jaxsafe.graphs.embedding.embed`. With ``depth``, levels
@@ -80,9 +84,8 @@ def vcycle(call, levels: list[PaddedLevel], f_in: jax.Array, depth: jax.Array | 
     x = call("start", levels[0], f_in)
     skips = []
     for i in range(len(levels) - 1):
-        skips.append(call("down", levels[i], x))
-        s = skips[-1] if depth is None else jnp.where(i < depth - 1, skips[-1], x)
-        x = restrict_fn(s, levels[i], levels[i + 1].mask.shape[0])
+        skip, x = call("down", levels[i], x, levels[i + 1].mask, None if depth is None else i < depth - 1)
+        skips.append(skip)
     x = call("bottom", levels[-1], x)
     for i in range(len(levels) - 2, -1, -1):
         new = call("up", levels[i], x, skips[i])

@@ -1,43 +1,55 @@
-"""Jitted functions whose traced programs are kept on disk with ``jax.export``.
+"""Jitted functions whose compiled executables are kept on disk.
 
-A fresh process that calls a jitted function first traces and lowers it, and only
-then can the persistent compilation cache be asked for the compiled code. For the
-GNN's per-level functions and the RL rollouts that was most of a warm
-``jaxsafe partition`` (docs/graphs.md, "Command-line latency"). A :class:`Program`
-whose directory is set (:func:`set_directory`; only the CLI sets one) exports each
-new input signature once (``jax.export``: StableHLO in a flatbuffer, nothing
-pickled), stores it there, and in later processes deserializes it instead of
-tracing; the persistent compilation cache then serves the compiled code. Without a
-directory a :class:`Program` is exactly ``jax.jit``.
+A fresh process that calls a jitted function traces and lowers it, and only then
+can the persistent compilation cache be asked for the compiled code (hashing the
+lowered module for the key, then deserializing the executable). For the GNN's
+per-level functions and the RL rollouts that was most of a warm ``jaxsafe
+partition`` (docs/graphs.md, "Command-line latency"). A :class:`Program` whose
+directory is set (:func:`set_directory`; only the CLI sets one) compiles each new
+input signature once (with XLA's client, past jax's compilation cache: see
+:meth:`Program._compile`), stores XLA's own serialization of the executable
+(``Client.serialize_executable``, the format of jax's compilation cache too;
+nothing pickled) with its output tree structure (a pytree protocol buffer), and
+in later processes deserializes it and runs it on the flat arguments: no
+tracing, lowering or cache key. Without a directory a :class:`Program` is
+exactly ``jax.jit``.
 
-A stored program is found by a digest of: the program's name and static arguments,
-the input signature (pytree structure, shapes, dtypes), the source of
-``jaxsafe/graphs``, and the jax, jaxlib and flax versions and the backend, so an
-edit of the code or an upgrade never runs a stale program. An unreadable file is
-exported again.
+A stored executable is found by a digest of: the program's name and static
+arguments, the input signature (pytree structure, shapes, dtypes), the source
+of ``jaxsafe/graphs``, the jax, jaxlib and flax versions, the backend and the
+host's CPU features (XLA compiles for them), and ``XLA_FLAGS``, so an edit of the
+code, an upgrade or another machine never runs a stale executable. An
+unreadable file is compiled again. The directory is the user's own cache,
+written only by this module (like ``~/.cache/jaxsafe/xla``, which jax loads the
+same way); it is not a place for files from others.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
+import platform
 import re
+import struct
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
+from jax.extend.backend import get_compile_options
 
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_bytes
 
 _directory: Path | None = None
-#: In this process: programs traced and exported, loaded from disk, and run as plain ``jax.jit``
-#: although a directory was set (their outputs cannot be serialized, or flatbuffers is missing).
-counts = {"exported": 0, "loaded": 0, "plain": 0}
+#: In this process: programs compiled and stored, loaded from disk, and run as plain ``jax.jit``
+#: although a directory was set (outputs that cannot be stored, see :class:`Program`).
+counts = {"compiled": 0, "loaded": 0, "plain": 0}
+_MAGIC = b"jaxsafe-executable-1\n"
 
 
 def set_directory(path: str | Path | None) -> None:
-    """Keep exported programs under ``path`` (``None``: do not, the default)."""
+    """Keep compiled programs under ``path`` (``None``: do not, the default)."""
     global _directory
     _directory = None if path is None else Path(path)
 
@@ -46,9 +58,18 @@ def directory() -> Path | None:
     return _directory
 
 
+def _cpu_features() -> str:
+    """The host CPU's feature flags (Linux), which XLA's CPU code is compiled for."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        return ""
+
+
 @functools.cache
 def _environment() -> str:
-    """Everything besides the arguments that decides what a traced program is."""
+    """Everything besides the arguments that decides what a compiled program is."""
     import flax
     import jaxlib
 
@@ -57,8 +78,9 @@ def _environment() -> str:
         digest.update(source.name.encode())
         digest.update(source.read_bytes())
     device = jax.devices()[0]
-    return (f"jax {jax.__version__} jaxlib {jaxlib.__version__} flax {flax.__version__} "
-            f"{device.platform} {device.device_kind} {digest.hexdigest()}")
+    return "\n".join([f"jax {jax.__version__} jaxlib {jaxlib.__version__} flax {flax.__version__}",
+                      f"{device.platform} {device.device_kind} {device.client.platform_version}",
+                      platform.machine(), _cpu_features(), os.environ.get("XLA_FLAGS", ""), digest.hexdigest()])
 
 
 def describe(value: Any) -> str:
@@ -67,13 +89,13 @@ def describe(value: Any) -> str:
 
 
 class Program:
-    """``jax.jit(fun, static_argnums=...)``, with its traced programs kept on disk when a directory is set.
+    """``jax.jit(fun, static_argnums=...)``, with its executables kept on disk when a directory is set.
 
     ``name`` names the files (one per input signature); ``salt`` is anything else
-    the traced program depends on that the arguments do not show (e.g. the module
-    structure a function closes over). Outputs must be arrays or tuples, lists and
-    dicts of them (what ``jax.export`` serializes); otherwise the program runs as
-    plain ``jax.jit``.
+    the program depends on that the arguments do not show (e.g. the module
+    structure a function closes over). Outputs must be arrays, or tuples, lists,
+    dicts and ``None`` around them, none weakly typed; otherwise the program runs
+    as plain ``jax.jit``.
     """
 
     def __init__(self, fun: Callable, name: str, *, static_argnums: Sequence[int] = (), salt: str = ""):
@@ -91,41 +113,73 @@ class Program:
         key = (statics, treedef, tuple(jax.typeof(x) for x in leaves))
         call = self._loaded.get(key)
         if call is None:
-            call = self._loaded[key] = self._load_or_export(statics, treedef, leaves, key[2])
+            call = self._loaded[key] = self._load_or_compile(statics, treedef, leaves, key[2])
         return call(*leaves)
 
-    def _load_or_export(self, statics: tuple, treedef, leaves: list, avals: tuple) -> Callable:
+    def _load_or_compile(self, statics: tuple, treedef, leaves: list, avals: tuple) -> Callable:
         signature = "\n".join([self.name, self.salt, describe(statics), str(treedef),
                                " ".join(str(a) for a in avals), _environment()])
-        path = _directory / f"{self.name}-{hashlib.sha256(signature.encode()).hexdigest()[:40]}.jaxexport"
+        path = _directory / f"{self.name}-{hashlib.sha256(signature.encode()).hexdigest()[:40]}.xla"
         try:
-            exported = jax.export.deserialize(bytearray(path.read_bytes()))
+            executable, out_tree = _read(path)
             counts["loaded"] += 1
-        except Exception:  # missing, truncated, or written by another version: export anew
-            exported = self._export(statics, treedef, leaves, path)
-            if exported is None:
+        except Exception:  # missing, truncated, or not ours: compile anew
+            stored = self._compile(statics, treedef, leaves, path)
+            if stored is None:
                 return self._plain(statics, treedef)
-        return jax.jit(exported.call)
+            executable, out_tree = stored
+        return functools.partial(_execute, executable, out_tree)
 
-    def _export(self, statics: tuple, treedef, leaves: list, path: Path):
+    def _compile(self, statics: tuple, treedef, leaves: list, path: Path):
+        """Compile for ``leaves``' signature and store; ``None`` when the executable cannot stand alone."""
         def flat(*xs):
             return self.fun(*_merge(self.static_argnums, statics, treedef.unflatten(xs)))
 
+        # keep_unused: the executable then takes every flat argument, in order
+        traced = jax.jit(flat, keep_unused=True).trace(*leaves)
+        lowered = traced.lower()
+        outs = jax.tree.leaves(traced.out_avals)
+        if any(o.weak_type for o in outs):  # the executable's outputs would lose the weak type
+            return None
         try:
-            exported = jax.export.export(jax.jit(flat))(*leaves)
-            blob = exported.serialize()
-        except (TypeError, ValueError, NotImplementedError, ImportError):
-            return None  # an output pytree export cannot serialize, or no flatbuffers package: plain jit
-        counts["exported"] += 1
+            tree = lowered.out_tree.serialize_using_proto()
+        except ValueError:  # a user-defined pytree node (e.g. a NamedTuple) in the outputs
+            return None
+        # XLA itself, not jax's compile: an executable that jax loaded from its persistent cache
+        # serializes without its compiled kernels ("Function ... not found" when run from the file)
+        device = jax.devices()[0]
+        executable = device.client.compile_and_load(lowered.as_text(), [device], get_compile_options(1, 1))
+        if len(executable.get_parameter_layouts()) != len(leaves) or len(executable.get_output_layouts()) != len(outs):
+            return None
+        counts["compiled"] += 1
+        blob = _MAGIC + struct.pack("<Q", len(tree)) + tree + device.client.serialize_executable(executable)
         try:
-            atomic_write_bytes(path, bytes(blob))
+            atomic_write_bytes(path, blob)
         except UserError:  # an unwritable cache directory costs speed, not the answer
             pass
-        return exported
+        return executable, lowered.out_tree
 
     def _plain(self, statics: tuple, treedef) -> Callable:
         counts["plain"] += 1
         return lambda *xs: self.jitted(*_merge(self.static_argnums, statics, treedef.unflatten(xs)))
+
+
+def _read(path: Path):
+    """``(executable, output tree)`` from a file written by :meth:`Program._compile`."""
+    blob = path.read_bytes()
+    if not blob.startswith(_MAGIC):
+        raise ValueError(f"{path}: not a kept executable")
+    start = len(_MAGIC) + 8
+    (size,) = struct.unpack("<Q", blob[len(_MAGIC):start])
+    out_tree = jax.tree_util.PyTreeDef.deserialize_using_proto(jax.tree_util.default_registry, blob[start:start + size])
+    device = jax.devices()[0]
+    return device.client.deserialize_executable(blob[start + size:], [device]), out_tree
+
+
+def _execute(executable, out_tree, *leaves):
+    """Run a loaded executable on the flat arguments (NumPy ones are placed on the device first)."""
+    results = executable.execute_sharded(jax.device_put(list(leaves))).disassemble_into_single_device_arrays()
+    return out_tree.unflatten([r[0] for r in results])
 
 
 def _merge(static_argnums: tuple, statics: tuple, dynamic: list) -> list:

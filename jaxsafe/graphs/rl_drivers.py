@@ -92,8 +92,9 @@ def state_labels(st):
 def policy(model: ActorCritic, task: str, ep: E.Episode, st, locked: jax.Array | None = None, edges=None):
     """``(masked logits, value, allowed)`` of the agent in state ``st``; ``locked`` vertices are not allowed.
 
-    ``edges``: the region's compact edge list (:func:`~jaxsafe.graphs.rl_env.region_edges`),
-    given by the unbatched greedy rollout; otherwise the agent sees all ``N·K`` slots.
+    ``edges``: the region's compact edge list (:func:`~jaxsafe.graphs.rl_env.region_edges`, or
+    :func:`~jaxsafe.graphs.rl_env.region_ell` for a SAGE agent), given by the unbatched greedy
+    rollout; otherwise the agent sees all ``N·K`` slots.
     """
     _, _, allowed, features = ENVS[task]
     logits, value = model(E.region_graph(ep, edges), features(ep, st), ep.movable)
@@ -163,8 +164,8 @@ def greedy(agent: ActorCritic, ep: E.Episode, max_steps: int | np.ndarray, objec
         return _greedy_many(graphdef, params, E.to_jax(ep), m, p, task, objective)
     # one episode: the agent aggregates over the region's real edges only. At 10⁵ Delaunay vertices
     # (6,144 rows × 32 slots, 16,384 edges) a move took 2.1 ms, against 9 ms scattering all N·K
-    # slots and 2.3 ms gathering them (loaded machine)
-    edges = jax.device_put(E.region_edges(ep))
+    # slots and 2.3 ms gathering them (loaded machine); a SAGE agent gathers them in ELL slots
+    edges = jax.device_put(E.region_ell(ep) if agent.cfg.kind == "sage" else E.region_edges(ep))
     return _greedy_one(graphdef, params, E.to_jax(ep), edges, np.int32(max_steps), p, task, objective)
 
 

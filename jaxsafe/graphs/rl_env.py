@@ -51,7 +51,8 @@ import jraph
 import numpy as np
 import scipy.sparse as sp
 
-from jaxsafe.graphs.batching import bucket
+from jaxsafe.graphs.batching import bucket, ell_slots
+from jaxsafe.graphs.layers import EllGraph
 
 A_SIDE, B_SIDE, SEP = 0, 1, 2
 OBJECTIVES = ("nc", "qc")
@@ -221,8 +222,11 @@ def region_graph(ep: Episode, edges: tuple | None = None) -> jraph.GraphsTuple:
 
     Default: all ``N·K`` slots (the same shape for every episode of a batch).
     ``edges``: the compact list of :func:`region_edges` instead — an unbatched
-    rollout's aggregation then scatters only the region's real edges.
+    rollout's aggregation then scatters only the region's real edges — or the
+    :class:`~jaxsafe.graphs.layers.EllGraph` of :func:`region_ell` (returned as it is).
     """
+    if isinstance(edges, EllGraph):
+        return edges
     n, k = ep.nbr.shape
     if edges is not None:
         senders, receivers, w = edges
@@ -254,6 +258,38 @@ def region_edges(ep: dict | Episode, per_row: int = 4) -> tuple[np.ndarray, np.n
     weights = np.zeros(size, np.float32)
     senders[:len(rows)], receivers[:len(rows)], weights[:len(rows)] = nbr[rows, slots], rows, w[rows, slots]
     return senders, receivers, weights
+
+
+def region_ell(ep: dict | Episode) -> EllGraph:
+    """The region's edges (both ends movable) as an :class:`~jaxsafe.graphs.layers.EllGraph` (NumPy).
+
+    What :func:`region_edges` lists, with each row's first ``k`` edges in dense slots
+    (``k`` from :func:`~jaxsafe.graphs.batching.ell_slots`, at least 8: 8 on Delaunay regions) and
+    the rest in an edge list of ``N/8`` entries when they fit (every level of a Delaunay
+    hierarchy), else a power-of-two bucket. :class:`~jaxsafe.graphs.layers.SAGEConv`
+    then gathers rows instead of scattering every edge: at 10⁵ Delaunay vertices
+    (6,144 rows) a greedy move took 1.14 instead of 1.30 ms (loaded machine).
+    """
+    items = ep._asdict() if isinstance(ep, Episode) else ep
+    nbr, w, movable = (np.asarray(items[f]) for f in ("nbr", "w", "movable"))
+    n = nbr.shape[0]
+    keep = movable[:, None] & movable[nbr] & (w > 0)
+    counts = keep.sum(axis=1)
+    k = max(ell_slots(counts), 8)  # not fewer: a sparse region then shares its bucket's shape
+    rows, slots = np.nonzero(keep)  # row-major: each row's edges together, in slot order
+    rank = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+    dense, rest = rank < k, rank >= k
+    neighbours = np.full((n, k), n - 1, np.int32)
+    weights = np.zeros((n, k), np.float32)
+    neighbours[rows[dense], rank[dense]] = nbr[rows[dense], slots[dense]]
+    weights[rows[dense], rank[dense]] = w[rows[dense], slots[dense]]
+    m = int(rest.sum())
+    size = n // 8 if m <= n // 8 else bucket(m)
+    senders = np.full(size, n - 1, np.int32)
+    receivers = senders.copy()
+    edges = np.zeros(size, np.float32)
+    senders[:m], receivers[:m], edges[:m] = nbr[rows[rest], slots[rest]], rows[rest], w[rows[rest], slots[rest]]
+    return EllGraph(neighbours, weights, senders, receivers, edges)
 
 
 # ---------------------------------------------------------------- building episodes (NumPy)

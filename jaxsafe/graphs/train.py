@@ -43,7 +43,7 @@ from jaxsafe.graphs.generators import delaunay, family_graph
 from jaxsafe.graphs.config import ModelConfig, PhaseConfig, TrainConfig  # noqa: F401  (re-exported)
 from jaxsafe.graphs.gnn import WEIGHTS_FILE, GNNBisector, partition_input
 from jaxsafe.graphs.losses import expected_normalized_cut, rayleigh_loss
-from jaxsafe.graphs.partition_module import restrict, vcycle
+from jaxsafe.graphs.partition_module import vcycle
 from jaxsafe.graphs.partition import bisect, evaluate
 from jaxsafe.errors import UserError
 from jaxsafe.io import atomic_write_json
@@ -147,7 +147,7 @@ def _embedding_loss(kind: str):
 
 
 def _partition_loss(model, levels: list[PaddedLevel], depth, f_in):
-    return expected_normalized_cut(vcycle(_methods(model), levels, f_in, depth, restrict), levels[0].graph)
+    return expected_normalized_cut(vcycle(_methods(model), levels, f_in, depth), levels[0].graph)
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False) -> dict:

@@ -16,7 +16,7 @@ from jaxsafe.graphs.embedding import coarsest_features, embed, fiedler_from_embe
 from jaxsafe.graphs.generators import delaunay
 from jaxsafe.graphs.gnn import GNNBisector, partition_input
 from jaxsafe.graphs.partition import bisect, evaluate
-from jaxsafe.graphs.partition_module import restrict, vcycle
+from jaxsafe.graphs.partition_module import vcycle
 from jaxsafe.graphs.train import _methods
 
 
@@ -44,7 +44,7 @@ def test_training_layout_matches_inference(random_model):
     np.testing.assert_allclose(np.abs(np.asarray(q_train)[:n]), np.abs(q_infer[:n]), atol=1e-5)
     f_pad = np.zeros(sizes[0][0], np.float32)
     f_pad[:n] = f
-    y_train = jax.jit(lambda lv, x, d: vcycle(_methods(random_model.partition), lv, x, d, restrict))(
+    y_train = jax.jit(lambda lv, x, d: vcycle(_methods(random_model.partition), lv, x, d))(
         train_levels, partition_input(f_pad, train_levels[0].mask, train_levels[0].n), depth)
     y_infer = random_model.probabilities(infer_levels, f)
     np.testing.assert_allclose(np.asarray(y_train)[:n], y_infer, atol=1e-5)

@@ -1,9 +1,11 @@
-"""Traced programs kept on disk (jaxsafe.graphs.programs): a warm CLI process traces and compiles nothing."""
+"""Executables kept on disk (jaxsafe.graphs.programs): a warm CLI process traces and compiles nothing."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,34 +28,50 @@ def _affine(x, scale, power):
     return {"y": x * scale + 1.0, "sum": jnp.sum(x ** power)}
 
 
-def test_a_program_is_exported_once_then_loaded_and_gives_the_same_outputs(program_dir):
+def test_a_program_is_compiled_once_then_loaded_and_gives_the_same_outputs(program_dir):
     x, scale = np.arange(6, dtype=np.float32).reshape(2, 3), np.float32(2.0)
     before = dict(programs.counts)
     first = programs.Program(_affine, "affine", static_argnums=(2,))(x, scale, 2)
-    assert programs.counts["exported"] == before["exported"] + 1
-    assert len(list(program_dir.glob("affine-*.jaxexport"))) == 1
+    assert programs.counts["compiled"] == before["compiled"] + 1
+    assert len(list(program_dir.glob("affine-*.xla"))) == 1
     # a new Program object has an empty in-memory table, like a new process
     again = programs.Program(_affine, "affine", static_argnums=(2,))
     second = again(x, scale, 2)
-    assert programs.counts["loaded"] == before["loaded"] + 1 and programs.counts["exported"] == before["exported"] + 1
+    assert programs.counts["loaded"] == before["loaded"] + 1 and programs.counts["compiled"] == before["compiled"] + 1
     jax.tree.map(np.testing.assert_array_equal, first, second)
     np.testing.assert_array_equal(second["y"], x * 2 + 1)
     # another static argument or input shape is another program
     again(x, scale, 3)
     again(np.ones((4, 3), np.float32), scale, 2)
-    assert len(list(program_dir.glob("affine-*.jaxexport"))) == 3
+    assert len(list(program_dir.glob("affine-*.xla"))) == 3
     assert programs.counts["plain"] == before["plain"]
 
 
-def test_an_unreadable_program_file_is_exported_again(program_dir):
+def test_an_unreadable_program_file_is_compiled_again(program_dir):
     x = np.ones(3, np.float32)
     programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(1.0), 2)
-    (path,) = program_dir.glob("affine-*.jaxexport")
+    (path,) = program_dir.glob("affine-*.xla")
     path.write_bytes(b"not a program")
-    before = programs.counts["exported"]
+    before = programs.counts["compiled"]
     out = programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(1.0), 2)
-    assert programs.counts["exported"] == before + 1
+    assert programs.counts["compiled"] == before + 1
     np.testing.assert_array_equal(out["y"], x + 1)
+
+
+class _Pair(NamedTuple):
+    total: jax.Array
+    count: jax.Array
+
+
+def test_outputs_it_cannot_store_run_as_plain_jit(program_dir):
+    """A NamedTuple output (a user-defined pytree node) and a weakly typed one: plain jax.jit, right values."""
+    x = np.arange(4, dtype=np.float32)
+    before = dict(programs.counts)
+    pair = programs.Program(lambda v: _Pair(v.sum(), jnp.float32(v.size)), "pair")(x)
+    weak = programs.Program(lambda v: 2.0 * v, "weak")(1.0)  # a Python float: weakly typed
+    assert pair == _Pair(6.0, 4.0) and float(weak) == 2.0 and jax.typeof(weak).weak_type
+    assert programs.counts["plain"] == before["plain"] + 2 and programs.counts["compiled"] == before["compiled"]
+    assert list(program_dir.glob("*.xla")) == []
 
 
 def test_without_a_directory_a_program_is_plain_jit(tmp_path):
@@ -85,22 +103,28 @@ print(json.dumps({**seen, **programs.counts}))
 
 
 def test_a_warm_cli_process_traces_and_compiles_none_of_the_programs(tmp_path):
-    """Two `jaxsafe partition` processes (gnn, then rl) with one HOME: the second loads every program
-    the first exported and compiled; XLA compiles nothing (all persistent-cache hits), and no program
-    is traced again (only `jax.export`'s one-primitive call wrappers and the weights' shape evaluation)."""
+    """`jaxsafe partition` (gnn, then rl) in three processes with one HOME: the first compiles the programs;
+    the second, its programs folder deleted, compiles them again while jax's persistent cache holds its
+    own compilations (an executable jax loads from there serializes without its kernels); the third
+    loads every program, compiles nothing, traces no program (only the weights' shape evaluation) and
+    partitions as the first did."""
     graph = tmp_path / "d300.graph"
     write_metis(graph, delaunay(300, seed=5)[0])
     env = {**os.environ, "HOME": str(tmp_path / "home")}
     runs = []
-    for _ in range(2):
+    for i in range(3):
+        if i == 1:
+            shutil.rmtree(tmp_path / "home" / ".cache" / "jaxsafe" / "programs")
         proc = subprocess.run([sys.executable, "-c", _DRIVER, str(graph)], env=env, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-    cold, warm = runs
-    assert cold["exported"] > 0 and cold["xla_compilations"] > 0 and cold["plain"] == 0
-    assert warm["exported"] == 0 and warm["plain"] == 0, warm
-    assert warm["loaded"] == cold["exported"], (cold, warm)
+        *results, counts = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+        runs.append((counts, [r["normalized_cut"] for r in results]))
+    (cold, cold_nc), (again, _), (warm, warm_nc) = runs
+    assert cold["compiled"] > 0 and cold["plain"] == 0 and again["compiled"] == cold["compiled"]
+    assert warm["compiled"] == 0 and warm["plain"] == 0, warm
+    assert warm["loaded"] == cold["compiled"], (cold, warm)
     assert warm["xla_compilations"] == 0, warm
     traced_programs = [name for name in warm["traced"] if name in ("flat", "_greedy_one", "_greedy_many")]
     assert traced_programs == [], warm["traced"]
+    assert warm_nc == cold_nc and len(cold_nc) == 2

@@ -170,3 +170,13 @@ def test_compact_region_edges_are_the_region_subgraph_and_give_the_same_logits()
     slots, _ = agent(E.region_graph(jep), x, jep.movable)
     compact, _ = agent(E.region_graph(jep, jax.device_put((senders, receivers, weights))), x, jep.movable)
     np.testing.assert_allclose(np.asarray(compact)[: len(region)], np.asarray(slots)[: len(region)], rtol=1e-5, atol=1e-6)
+    # the ELL form: the same subgraph (dense slots plus the overflow list) and the same logits
+    ell = E.region_ell(ep)
+    n = ep["nbr"].shape[0]
+    rows = np.repeat(np.arange(n), ell.neighbours.shape[1])
+    both = sp.coo_matrix((np.concatenate([ell.weights.ravel(), ell.edges]),
+                          (np.concatenate([rows, ell.receivers]), np.concatenate([ell.neighbours.ravel(), ell.senders]))),
+                         shape=(n, n)).tocsr()[: len(region)][:, : len(region)]
+    assert abs(both - expected).max() < 1e-6 and ell.neighbours.shape[1] == 8 and len(ell.edges) == n // 8
+    gathered, _ = agent(E.region_graph(jep, jax.device_put(ell)), x, jep.movable)
+    np.testing.assert_allclose(np.asarray(gathered)[: len(region)], np.asarray(slots)[: len(region)], rtol=1e-5, atol=1e-6)
