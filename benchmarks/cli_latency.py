@@ -2,10 +2,11 @@
 
 For each n of ``--sizes``, ``d<n>.graph`` = ``write_metis(delaunay(n, seed=n))``. Per
 method, an empty HOME gives the cold run (no ``~/.cache/jaxsafe``); the same command in
-new processes gives the warm runs: the CLI keeps compiled programs in
-``~/.cache/jaxsafe/xla`` and traced ones in ``~/.cache/jaxsafe/programs``
-(:mod:`jaxsafe.graphs.programs`). The warm runs of the methods alternate in ``--rounds``
-interleaved rounds (benchmarks/_protocol.py). Reported per run: the CLI's ``seconds``
+new processes gives the warm runs: the CLI keeps the compiled executables of the GNN's
+per-level functions and of the RL rollouts in ``~/.cache/jaxsafe/programs``
+(:mod:`jaxsafe.graphs.programs`) and jax's other compilations in ``~/.cache/jaxsafe/xla``.
+The warm runs of the methods alternate in ``--rounds`` interleaved rounds
+(benchmarks/_protocol.py). Reported per run: the CLI's ``seconds``
 (the first call, after reading the file and loading the weights), ``load_seconds``
 (from the process's start to the call: Python and JAX imports, reading the file, loading
 the weights; measured as wall minus the call), and ``wall`` (the whole process). Warm

@@ -4,8 +4,8 @@ Mirrors the CLI (``jaxsafe.graphs.cli.run_partition``): imports (NumPy/SciPy, JA
 jaxsafe.graphs), reading the graph file, turning on the kept programs and the compilation
 cache under ``~/.cache/jaxsafe``, loading the weights, then the partition call twice — the
 first is what a warm CLI process pays, the second the computation alone. Run the CLI
-command once before (same HOME) so the caches are warm; ``programs`` counts what was
-exported (should be 0 when warm) and loaded.
+command once before (same HOME) so the caches are warm; ``programs`` counts the programs
+compiled (should be 0 when warm) and loaded from ``~/.cache/jaxsafe/programs``.
 
     jaxsafe partition d100000.graph --method rl > /dev/null       # warms ~/.cache/jaxsafe
     python benchmarks/cli_phases.py --method rl d100000.graph

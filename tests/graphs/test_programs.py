@@ -58,6 +58,21 @@ def test_an_unreadable_program_file_is_compiled_again(program_dir):
     np.testing.assert_array_equal(out["y"], x + 1)
 
 
+def test_the_files_a_process_used_are_listed_and_prefetched_by_the_next(program_dir):
+    x = np.ones(3, np.float32)
+    programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(1.0), 2)
+    programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(1.0), 3)
+    programs._finish()  # what a process does at exit
+    listed = (program_dir / "affine.recent").read_text().split()
+    assert sorted(listed) == sorted(p.name for p in program_dir.glob("affine-*.xla")) and len(listed) == 2
+    programs.set_directory(program_dir)  # a new process: nothing used or prefetched yet
+    before = dict(programs.counts)
+    out = programs.Program(_affine, "affine", static_argnums=(2,))(x, np.float32(3.0), 3)
+    assert len(programs._prefetched) == 1  # the other listed file is loading in the background
+    assert programs.counts["loaded"] == before["loaded"] + 1 and programs.counts["compiled"] == before["compiled"]
+    np.testing.assert_array_equal(out["y"], x * 3 + 1)
+
+
 class _Pair(NamedTuple):
     total: jax.Array
     count: jax.Array
