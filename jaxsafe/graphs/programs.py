@@ -159,13 +159,21 @@ class Program:
             call = self._loaded[key] = self._load_or_compile(statics, treedef, leaves, key[2])
         return call(*leaves)
 
+    def prefetch(self) -> None:
+        """Start loading the files the last process used (:func:`_prefetch`), once per process.
+
+        The first call does it anyway; a caller that knows the program comes later (the RL
+        rollouts, after the coarsening) starts it earlier, so more of the loading overlaps.
+        """
+        if _directory is not None and self.name not in _used:
+            _used[self.name] = []
+            _prefetch(self.name)
+
     def _load_or_compile(self, statics: tuple, treedef, leaves: list, avals: tuple) -> Callable:
         signature = "\n".join([self.name, self.salt, describe(statics), str(treedef),
                                " ".join(str(a) for a in avals), _environment()])
         path = _directory / f"{self.name}-{hashlib.sha256(signature.encode()).hexdigest()[:40]}.xla"
-        if self.name not in _used:
-            _used[self.name] = []
-            _prefetch(self.name)
+        self.prefetch()
         _used[self.name].append(path.name)
         try:
             future = _prefetched.pop(path, None)

@@ -245,6 +245,7 @@ def rl_bisect(adj: sp.csr_matrix, agent: ActorCritic | None = None, *, start: st
     n = adj.shape[0]
     if n <= 2:
         return np.arange(n, dtype=np.int64) % 2
+    _greedy_one.prefetch()  # its executables load while the start partition is computed
     w = (targets[0] / targets[1], targets[1] / targets[0])
     t0 = time.perf_counter()
     if start in ("gnn", "metis-fine"):
