@@ -204,11 +204,16 @@ class Program:
         # XLA itself, not jax's compile: an executable that jax loaded from its persistent cache
         # serializes without its compiled kernels ("Function ... not found" when run from the file)
         device = jax.devices()[0]
-        executable = device.client.compile_and_load(lowered.as_text(), [device], get_compile_options(1, 1))
-        if len(executable.get_parameter_layouts()) != len(leaves) or len(executable.get_output_layouts()) != len(outs):
+        try:
+            executable = device.client.compile_and_load(lowered.as_text(), [device], get_compile_options(1, 1))
+            if (len(executable.get_parameter_layouts()) != len(leaves)
+                    or len(executable.get_output_layouts()) != len(outs)):
+                return None
+            serialized = device.client.serialize_executable(executable)
+        except Exception:  # XLA's client API is not jax's public one: if this jaxlib's differs, plain jit
             return None
         counts["compiled"] += 1
-        blob = _MAGIC + struct.pack("<Q", len(tree)) + tree + device.client.serialize_executable(executable)
+        blob = _MAGIC + struct.pack("<Q", len(tree)) + tree + serialized
         try:
             atomic_write_bytes(path, blob)
         except UserError:  # an unwritable cache directory costs speed, not the answer

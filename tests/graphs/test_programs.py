@@ -89,6 +89,22 @@ def test_outputs_it_cannot_store_run_as_plain_jit(program_dir):
     assert list(program_dir.glob("*.xla")) == []
 
 
+def test_a_client_that_cannot_compile_or_serialize_falls_back_to_plain_jit(program_dir, monkeypatch):
+    """XLA's client API is not jax's public one: if a jaxlib's differs, the program still runs (plain jit)."""
+    client = type(jax.devices()[0].client)
+
+    def broken(*args, **kwargs):
+        raise AttributeError("no such client method in this jaxlib")
+
+    monkeypatch.setattr(client, "serialize_executable", broken)
+    before = dict(programs.counts)
+    out = programs.Program(_affine, "affine", static_argnums=(2,))(np.arange(3, dtype=np.float32), np.float32(2.0), 2)
+    np.testing.assert_array_equal(out["y"], np.array([1.0, 3.0, 5.0], np.float32))
+    assert float(out["sum"]) == 5.0
+    assert programs.counts["plain"] == before["plain"] + 1 and programs.counts["compiled"] == before["compiled"]
+    assert list(program_dir.glob("*.xla")) == []
+
+
 def test_without_a_directory_a_program_is_plain_jit(tmp_path):
     assert programs.directory() is None
     before = dict(programs.counts)
