@@ -80,11 +80,11 @@ def register(subparsers) -> None:
 
 
 def _enable_compilation_cache() -> None:
-    """Reuse XLA compilations and traced programs across CLI invocations.
+    """Reuse XLA compilations and compiled programs across CLI invocations.
 
-    Per-level GNN functions take seconds to compile; a warm process would still
-    trace and lower each before the compilation cache can serve it, so the traced
-    programs are kept too (:mod:`jaxsafe.graphs.programs`).
+    Per-level GNN functions and RL rollouts take seconds to compile; a warm process
+    would still trace and lower each before the compilation cache can serve it, so
+    their compiled executables are kept and loaded directly (:mod:`jaxsafe.graphs.programs`).
     """
     from jaxsafe.cli import enable_compilation_cache
     from jaxsafe.graphs import programs
@@ -113,14 +113,14 @@ def run_partition(args: argparse.Namespace) -> int:
     if args.parts > adj.shape[0]:
         raise UserError(f"--parts {args.parts}: the graph has only {adj.shape[0]} vertices; use at most {adj.shape[0]}")
     model = agent = None
-    if args.method in ("gnn", "gnn+rl"):
+    if args.method in ("gnn", "gnn+rl") or args.method in RL_METHODS:
         _enable_compilation_cache()
+    if args.method in ("gnn", "gnn+rl"):
         model = GNNBisector.load(args.weights)
     if args.method in RL_METHODS:
         from jaxsafe.graphs.rl_agents import ActorCritic
         from jaxsafe.graphs.rl_drivers import rl_partition
 
-        _enable_compilation_cache()
         agent = ActorCritic.load(args.agent)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()  # "seconds": the call alone, after reading the file and loading the weights

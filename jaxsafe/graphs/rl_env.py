@@ -249,15 +249,25 @@ def region_edges(ep: dict | Episode, per_row: int = 4) -> tuple[np.ndarray, np.n
     of a Delaunay or 2D-grid hierarchy: a rollout's program then has no more shapes than
     its episode), else a power-of-two bucket: each new shape is one more program to load.
     """
+    nbr, w, keep = _region_slots(ep)
+    rows, slots = np.nonzero(keep)
+    return _padded_edge_list(nbr[rows, slots], rows, w[rows, slots], nbr.shape[0], per_row * nbr.shape[0])
+
+
+def _region_slots(ep: dict | Episode) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(nbr, w, keep)`` as NumPy: ``keep[i, s]`` marks the region's edges (both ends movable, weight > 0)."""
     items = ep._asdict() if isinstance(ep, Episode) else ep
     nbr, w, movable = (np.asarray(items[f]) for f in ("nbr", "w", "movable"))
-    rows, slots = np.nonzero(movable[:, None] & movable[nbr] & (w > 0))
-    size = per_row * nbr.shape[0] if len(rows) <= per_row * nbr.shape[0] else bucket(len(rows))
-    senders = np.full(size, nbr.shape[0] - 1, np.int32)
-    receivers = senders.copy()
-    weights = np.zeros(size, np.float32)
-    senders[:len(rows)], receivers[:len(rows)], weights[:len(rows)] = nbr[rows, slots], rows, w[rows, slots]
-    return senders, receivers, weights
+    return nbr, w, movable[:, None] & movable[nbr] & (w > 0)
+
+
+def _padded_edge_list(senders, receivers, weights, n: int, fit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An edge list padded to ``fit`` entries when it fits, else to a power-of-two bucket (weight 0, last row)."""
+    m = len(senders)
+    size = fit if m <= fit else bucket(m)
+    out = (np.full(size, n - 1, np.int32), np.full(size, n - 1, np.int32), np.zeros(size, np.float32))
+    out[0][:m], out[1][:m], out[2][:m] = senders, receivers, weights
+    return out
 
 
 def region_ell(ep: dict | Episode) -> EllGraph:
@@ -270,10 +280,8 @@ def region_ell(ep: dict | Episode) -> EllGraph:
     then gathers rows instead of scattering every edge: at 10⁵ Delaunay vertices
     (6,144 rows) a greedy move took 1.14 instead of 1.30 ms (loaded machine).
     """
-    items = ep._asdict() if isinstance(ep, Episode) else ep
-    nbr, w, movable = (np.asarray(items[f]) for f in ("nbr", "w", "movable"))
+    nbr, w, keep = _region_slots(ep)
     n = nbr.shape[0]
-    keep = movable[:, None] & movable[nbr] & (w > 0)
     counts = keep.sum(axis=1)
     k = max(ell_slots(counts), 8)  # not fewer: a sparse region then shares its bucket's shape
     rows, slots = np.nonzero(keep)  # row-major: each row's edges together, in slot order
@@ -283,12 +291,8 @@ def region_ell(ep: dict | Episode) -> EllGraph:
     weights = np.zeros((n, k), np.float32)
     neighbours[rows[dense], rank[dense]] = nbr[rows[dense], slots[dense]]
     weights[rows[dense], rank[dense]] = w[rows[dense], slots[dense]]
-    m = int(rest.sum())
-    size = n // 8 if m <= n // 8 else bucket(m)
-    senders = np.full(size, n - 1, np.int32)
-    receivers = senders.copy()
-    edges = np.zeros(size, np.float32)
-    senders[:m], receivers[:m], edges[:m] = nbr[rows[rest], slots[rest]], rows[rest], w[rows[rest], slots[rest]]
+    senders, receivers, edges = _padded_edge_list(nbr[rows[rest], slots[rest]], rows[rest], w[rows[rest], slots[rest]],
+                                                  n, n // 8)
     return EllGraph(neighbours, weights, senders, receivers, edges)
 
 
